@@ -1,0 +1,107 @@
+//! Journeys as reports read them: per customer, the touchpoints in event-time order, with names
+//! interned. Built by [`crate::stitch::JourneyBook::journeys`].
+
+use crate::symbols::{Sym, Symbols};
+
+/// One touchpoint in a journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Event time, epoch milliseconds.
+    pub at_ms: i64,
+    pub touchpoint: Sym,
+    pub channel: Sym,
+    /// Index of the touch in the book it came from, for timelines and property lookups.
+    pub touch: u32,
+}
+
+/// One customer's stitched journey. `steps` is sorted by event time (ties by event id) and
+/// never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journey {
+    /// Dense customer number within one [`JourneySet`]; stable only for that set.
+    pub customer: u32,
+    pub steps: Vec<Step>,
+}
+
+/// The journeys a report runs over, with the names their symbols stand for.
+#[derive(Debug, Clone, Default)]
+pub struct JourneySet {
+    pub journeys: Vec<Journey>,
+    pub symbols: Symbols,
+}
+
+impl JourneySet {
+    /// Builds a set from plain `(touchpoint, channel, at_ms)` sequences, one per customer;
+    /// used by tests, benchmarks and callers that already hold ordered journeys.
+    pub fn from_sequences<'a>(
+        sequences: impl IntoIterator<Item = Vec<(&'a str, &'a str, i64)>>,
+    ) -> Self {
+        let mut symbols = Symbols::new();
+        let mut journeys = Vec::new();
+        for (customer, sequence) in sequences.into_iter().enumerate() {
+            if sequence.is_empty() {
+                continue;
+            }
+            let mut steps: Vec<Step> = sequence
+                .into_iter()
+                .map(|(touchpoint, channel, at_ms)| Step {
+                    at_ms,
+                    touchpoint: symbols.intern(touchpoint),
+                    channel: symbols.intern(channel),
+                    touch: 0,
+                })
+                .collect();
+            steps.sort_by_key(|step| step.at_ms);
+            journeys.push(Journey {
+                customer: customer as u32,
+                steps,
+            });
+        }
+        Self { journeys, symbols }
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.journeys
+            .iter()
+            .map(|journey| journey.steps.len())
+            .sum()
+    }
+}
+
+/// Splits a journey into sessions: a new session starts after more than `gap_ms` of inactivity.
+/// Returns the session number (from 1) of each step.
+pub fn session_numbers(steps: &[Step], gap_ms: i64) -> Vec<u32> {
+    let mut numbers = Vec::with_capacity(steps.len());
+    let mut session = 0;
+    let mut previous: Option<i64> = None;
+    for step in steps {
+        if previous.is_none_or(|at| step.at_ms - at > gap_ms) {
+            session += 1;
+        }
+        numbers.push(session);
+        previous = Some(step.at_ms);
+    }
+    numbers
+}
+
+/// Thirty minutes, the default session gap.
+pub const DEFAULT_SESSION_GAP_MS: i64 = 30 * 60 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_split_after_the_gap_only() {
+        let minute = 60_000;
+        let set = JourneySet::from_sequences([vec![
+            ("a", "web", 0),
+            ("b", "web", 10 * minute),
+            ("c", "web", 40 * minute),
+            ("d", "web", 71 * minute),
+            ("e", "web", 100 * minute),
+        ]]);
+        let numbers = session_numbers(&set.journeys[0].steps, DEFAULT_SESSION_GAP_MS);
+        assert_eq!(numbers, vec![1, 1, 1, 2, 2]);
+    }
+}

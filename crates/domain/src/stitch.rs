@@ -1,0 +1,539 @@
+//! Identity stitching: the journey book holds every accepted event of one project and merges
+//! identities into customers. Identify and alias events (and touchpoints that carry both an
+//! anonymous and a user id) union identity sets transitively; every touchpoint of any identity in
+//! a set belongs to that customer's journey. The result depends only on the set of events, never
+//! on the order they arrived in: customer ids, journeys and traits are all derived at read time
+//! with order-free rules (smallest id names a customer, latest event time wins a trait).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::event::{scalar_text, Body, Event, IdentityKey};
+use crate::journey::{Journey, JourneySet, Step};
+use crate::symbols::{Sym, Symbols};
+
+/// A touchpoint as the book keeps it: interned and compact.
+#[derive(Debug, Clone)]
+pub struct Touch {
+    pub event_id: Uuid,
+    pub at_ms: i64,
+    pub touchpoint: Sym,
+    pub channel: Sym,
+    pub direct: bool,
+    /// The identity the event named first (user id before anonymous id).
+    pub identity: u32,
+    /// Top-level scalar properties as interned `(key, value)` pairs, for filters.
+    pub properties: Box<[(Sym, Sym)]>,
+}
+
+#[derive(Debug, Clone)]
+struct TraitRecord {
+    identity: u32,
+    key: String,
+    value: Value,
+    at_ms: i64,
+    event_id: Uuid,
+}
+
+/// Which events and customers a report looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JourneyFilter {
+    /// Keep touchpoints at or after this time (epoch ms).
+    pub from_ms: Option<i64>,
+    /// Keep touchpoints before this time (epoch ms).
+    pub to_ms: Option<i64>,
+    /// Keep touchpoints whose property `key` has this value (all pairs must match).
+    pub properties: Vec<(String, String)>,
+    /// Keep customers whose trait `key` has this value (all pairs must match).
+    pub traits: Vec<(String, String)>,
+}
+
+/// One customer as the journey endpoint shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerView {
+    /// The customer's name: its smallest user id, or its smallest anonymous id if none is known.
+    pub customer_id: IdentityKey,
+    pub identities: Vec<IdentityKey>,
+    pub traits: Map<String, Value>,
+    /// Touch indexes in journey order.
+    pub touches: Vec<u32>,
+}
+
+/// Every accepted event of one project, stitched.
+#[derive(Debug, Default)]
+pub struct JourneyBook {
+    symbols: Symbols,
+    identity_ids: HashMap<IdentityKey, u32>,
+    identity_keys: Vec<IdentityKey>,
+    parent: Vec<u32>,
+    set_size: Vec<u32>,
+    seen: HashSet<Uuid>,
+    touches: Vec<Touch>,
+    traits: Vec<TraitRecord>,
+}
+
+impl JourneyBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one event. Returns false (and changes nothing) when its id was seen before.
+    pub fn add(&mut self, event: &Event) -> bool {
+        if !self.seen.insert(event.event_id) {
+            return false;
+        }
+        let identities: Vec<u32> = event
+            .identities()
+            .into_iter()
+            .map(|key| self.identity(key))
+            .collect();
+        debug_assert!(!identities.is_empty(), "validated events name someone");
+        for pair in identities.windows(2) {
+            self.union(pair[0], pair[1]);
+        }
+        let Some(&identity) = identities.first() else {
+            return true;
+        };
+        match &event.body {
+            Body::Touchpoint {
+                touchpoint,
+                channel,
+                direct,
+                properties,
+            } => {
+                let properties = properties
+                    .iter()
+                    .filter_map(|(key, value)| {
+                        Some((
+                            self.symbols.intern(key),
+                            self.symbols.intern(&scalar_text(value)?),
+                        ))
+                    })
+                    .collect();
+                let touch = Touch {
+                    event_id: event.event_id,
+                    at_ms: event.at_ms,
+                    touchpoint: self.symbols.intern(touchpoint),
+                    channel: self.symbols.intern(channel),
+                    direct: *direct,
+                    identity,
+                    properties,
+                };
+                self.touches.push(touch);
+            }
+            Body::Identify { traits } => {
+                for (key, value) in traits {
+                    self.traits.push(TraitRecord {
+                        identity,
+                        key: key.clone(),
+                        value: value.clone(),
+                        at_ms: event.at_ms,
+                        event_id: event.event_id,
+                    });
+                }
+            }
+            Body::Alias { .. } => {}
+        }
+        true
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn touch_count(&self) -> usize {
+        self.touches.len()
+    }
+
+    pub fn touch(&self, index: u32) -> &Touch {
+        &self.touches[index as usize]
+    }
+
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
+    }
+
+    fn identity(&mut self, key: IdentityKey) -> u32 {
+        if let Some(&id) = self.identity_ids.get(&key) {
+            return id;
+        }
+        let id = self.identity_keys.len() as u32;
+        self.identity_ids.insert(key.clone(), id);
+        self.identity_keys.push(key);
+        self.parent.push(id);
+        self.set_size.push(1);
+        id
+    }
+
+    fn find(&self, mut id: u32) -> u32 {
+        while self.parent[id as usize] != id {
+            id = self.parent[id as usize];
+        }
+        id
+    }
+
+    fn find_compressing(&mut self, id: u32) -> u32 {
+        let root = self.find(id);
+        let mut current = id;
+        while self.parent[current as usize] != root {
+            let next = self.parent[current as usize];
+            self.parent[current as usize] = root;
+            current = next;
+        }
+        root
+    }
+
+    fn union(&mut self, a: u32, b: u32) {
+        let (root_a, root_b) = (self.find_compressing(a), self.find_compressing(b));
+        if root_a == root_b {
+            return;
+        }
+        let (large, small) = if self.set_size[root_a as usize] >= self.set_size[root_b as usize] {
+            (root_a, root_b)
+        } else {
+            (root_b, root_a)
+        };
+        self.parent[small as usize] = large;
+        self.set_size[large as usize] += self.set_size[small as usize];
+    }
+
+    /// Merged traits per identity-set root: the latest event time wins a key, ties go to the
+    /// larger event id, so the outcome does not depend on arrival order.
+    fn traits_by_root(&self) -> HashMap<u32, Map<String, Value>> {
+        let mut winners: HashMap<(u32, &str), &TraitRecord> = HashMap::new();
+        for record in &self.traits {
+            let slot = winners
+                .entry((self.find(record.identity), record.key.as_str()))
+                .or_insert(record);
+            if (record.at_ms, record.event_id) > (slot.at_ms, slot.event_id) {
+                *slot = record;
+            }
+        }
+        let mut merged: HashMap<u32, Map<String, Value>> = HashMap::new();
+        for ((root, key), record) in winners {
+            merged
+                .entry(root)
+                .or_default()
+                .insert(key.to_owned(), record.value.clone());
+        }
+        merged
+    }
+
+    /// The stitched journeys that pass `filter`, in customer-name order, each sorted by event
+    /// time (ties by event id). The returned set carries a copy of the symbol table.
+    pub fn journeys(&self, filter: &JourneyFilter) -> JourneySet {
+        let property_filter: Option<Vec<(Sym, Sym)>> = filter
+            .properties
+            .iter()
+            .map(|(key, value)| Some((self.symbols.get(key)?, self.symbols.get(value)?)))
+            .collect();
+        let Some(property_filter) = property_filter else {
+            // A filter on a name never seen matches nothing.
+            return JourneySet {
+                journeys: Vec::new(),
+                symbols: self.symbols.clone(),
+            };
+        };
+        let allowed_roots: Option<HashSet<u32>> = (!filter.traits.is_empty()).then(|| {
+            self.traits_by_root()
+                .into_iter()
+                .filter(|(_, traits)| {
+                    filter.traits.iter().all(|(key, value)| {
+                        traits.get(key).and_then(scalar_text).as_deref() == Some(value)
+                    })
+                })
+                .map(|(root, _)| root)
+                .collect()
+        });
+        let mut by_root: HashMap<u32, Vec<Step>> = HashMap::new();
+        for (index, touch) in self.touches.iter().enumerate() {
+            if filter.from_ms.is_some_and(|from| touch.at_ms < from)
+                || filter.to_ms.is_some_and(|to| touch.at_ms >= to)
+            {
+                continue;
+            }
+            if !property_filter
+                .iter()
+                .all(|pair| touch.properties.contains(pair))
+            {
+                continue;
+            }
+            let root = self.find(touch.identity);
+            if allowed_roots
+                .as_ref()
+                .is_some_and(|roots| !roots.contains(&root))
+            {
+                continue;
+            }
+            by_root.entry(root).or_default().push(Step {
+                at_ms: touch.at_ms,
+                touchpoint: touch.touchpoint,
+                channel: touch.channel,
+                touch: index as u32,
+            });
+        }
+        let names = self.customer_names();
+        let mut named: Vec<(&IdentityKey, Vec<Step>)> = by_root
+            .into_iter()
+            .map(|(root, steps)| (&names[&root], steps))
+            .collect();
+        named.sort_unstable_by(|a, b| customer_name_order(a.0).cmp(&customer_name_order(b.0)));
+        let journeys = named
+            .into_iter()
+            .enumerate()
+            .map(|(customer, (_, mut steps))| {
+                steps.sort_unstable_by_key(|step| {
+                    (step.at_ms, self.touches[step.touch as usize].event_id)
+                });
+                Journey {
+                    customer: customer as u32,
+                    steps,
+                }
+            })
+            .collect();
+        JourneySet {
+            journeys,
+            symbols: self.symbols.clone(),
+        }
+    }
+
+    /// Name of every identity-set root: its smallest user id, else its smallest anonymous id.
+    fn customer_names(&self) -> HashMap<u32, IdentityKey> {
+        let mut names: HashMap<u32, &IdentityKey> = HashMap::new();
+        for (id, key) in self.identity_keys.iter().enumerate() {
+            let slot = names.entry(self.find(id as u32)).or_insert(key);
+            if customer_name_order(key) < customer_name_order(slot) {
+                *slot = key;
+            }
+        }
+        names
+            .into_iter()
+            .map(|(root, key)| (root, key.clone()))
+            .collect()
+    }
+
+    /// The customer any of whose identities is `key`, with all identities, traits and touches.
+    pub fn customer(&self, key: &IdentityKey) -> Option<CustomerView> {
+        let root = self.find(*self.identity_ids.get(key)?);
+        let mut identities: Vec<IdentityKey> = self
+            .identity_keys
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| self.find(*id as u32) == root)
+            .map(|(_, key)| key.clone())
+            .collect();
+        identities.sort_by(|a, b| customer_name_order(a).cmp(&customer_name_order(b)));
+        let mut touches: Vec<u32> = (0..self.touches.len() as u32)
+            .filter(|&index| self.find(self.touches[index as usize].identity) == root)
+            .collect();
+        touches.sort_unstable_by_key(|&index| {
+            (
+                self.touches[index as usize].at_ms,
+                self.touches[index as usize].event_id,
+            )
+        });
+        Some(CustomerView {
+            customer_id: identities[0].clone(),
+            traits: self.traits_by_root().remove(&root).unwrap_or_default(),
+            identities,
+            touches,
+        })
+    }
+}
+
+/// User ids name a customer before anonymous ids; within a kind, the smallest text wins.
+fn customer_name_order(key: &IdentityKey) -> (bool, &str) {
+    (!key.is_user(), key.bare())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{validate, EventLimits};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn event(n: u128, raw: Value) -> Event {
+        let len = raw.to_string().len();
+        validate(
+            &raw,
+            len,
+            2_000_000_000_000,
+            Uuid::from_u128(n),
+            &EventLimits::default(),
+        )
+        .unwrap()
+    }
+
+    fn touch(n: u128, at: &str, touchpoint: &str, who: Value) -> Event {
+        let mut raw = json!({"timestamp": at, "touchpoint": touchpoint});
+        raw.as_object_mut()
+            .unwrap()
+            .extend(who.as_object().unwrap().clone());
+        event(n, raw)
+    }
+
+    fn sequences(book: &JourneyBook) -> Vec<Vec<String>> {
+        let set = book.journeys(&JourneyFilter::default());
+        set.journeys
+            .iter()
+            .map(|journey| {
+                journey
+                    .steps
+                    .iter()
+                    .map(|step| set.symbols.name(step.touchpoint).to_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn scenario() -> Vec<Event> {
+        vec![
+            touch(
+                1,
+                "2026-11-01T09:00:00Z",
+                "ad_click",
+                json!({"anonymous_id": "cookie-1"}),
+            ),
+            touch(
+                2,
+                "2026-11-01T09:01:00Z",
+                "site_visit",
+                json!({"anonymous_id": "cookie-1"}),
+            ),
+            touch(
+                3,
+                "2026-11-03T18:00:00Z",
+                "email_open",
+                json!({"user_id": "ann"}),
+            ),
+            touch(
+                4,
+                "2026-11-04T08:00:00Z",
+                "site_visit",
+                json!({"anonymous_id": "cookie-2"}),
+            ),
+            event(
+                5,
+                json!({"type": "identify", "timestamp": "2026-11-05T10:00:00Z", "user_id": "ann", "anonymous_id": "cookie-1", "traits": {"persona": "buyer"}}),
+            ),
+            event(
+                6,
+                json!({"type": "alias", "timestamp": "2026-11-06T10:00:00Z", "user_id": "ann", "previous_id": "ann-crm"}),
+            ),
+            touch(
+                7,
+                "2026-11-07T12:00:00Z",
+                "purchase",
+                json!({"user_id": "ann-crm"}),
+            ),
+            touch(
+                8,
+                "2026-11-08T12:00:00Z",
+                "site_visit",
+                json!({"anonymous_id": "cookie-3", "user_id": "bob"}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn identify_and_alias_pull_anonymous_touches_into_the_customer() {
+        let mut book = JourneyBook::new();
+        for event in scenario() {
+            assert!(book.add(&event));
+        }
+        assert_eq!(
+            sequences(&book),
+            vec![
+                vec!["ad_click", "site_visit", "email_open", "purchase"],
+                vec!["site_visit"],
+                vec!["site_visit"],
+            ]
+        );
+        let ann = book.customer(&IdentityKey::anonymous("cookie-1")).unwrap();
+        assert_eq!(ann.customer_id, IdentityKey::user("ann"));
+        assert_eq!(
+            ann.identities,
+            vec![
+                IdentityKey::user("ann"),
+                IdentityKey::user("ann-crm"),
+                IdentityKey::anonymous("cookie-1")
+            ]
+        );
+        assert_eq!(ann.traits.get("persona"), Some(&json!("buyer")));
+        assert_eq!(ann.touches.len(), 4);
+    }
+
+    #[test]
+    fn duplicate_event_ids_count_once() {
+        let mut book = JourneyBook::new();
+        let visit = touch(
+            1,
+            "2026-11-01T09:00:00Z",
+            "site_visit",
+            json!({"anonymous_id": "c"}),
+        );
+        assert!(book.add(&visit));
+        assert!(!book.add(&visit));
+        assert_eq!(book.touch_count(), 1);
+    }
+
+    #[test]
+    fn filters_select_time_properties_and_traits() {
+        let mut book = JourneyBook::new();
+        for event in scenario() {
+            book.add(&event);
+        }
+        book.add(&event(9, json!({"timestamp": "2026-11-02T00:00:00Z", "touchpoint": "email_click", "user_id": "bob", "properties": {"campaign": "fall"}})));
+        let in_range = JourneyFilter {
+            from_ms: Some(crate::event::parse_time("2026-11-03T00:00:00Z").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(book.journeys(&in_range).event_count(), 4);
+        let fall = JourneyFilter {
+            properties: vec![("campaign".into(), "fall".into())],
+            ..Default::default()
+        };
+        assert_eq!(book.journeys(&fall).event_count(), 1);
+        let buyers = JourneyFilter {
+            traits: vec![("persona".into(), "buyer".into())],
+            ..Default::default()
+        };
+        assert_eq!(book.journeys(&buyers).event_count(), 4);
+        let unknown = JourneyFilter {
+            properties: vec![("campaign".into(), "spring".into())],
+            ..Default::default()
+        };
+        assert!(book.journeys(&unknown).journeys.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn journeys_do_not_depend_on_arrival_order(seed in any::<u64>(), duplicate in 0usize..8) {
+            let events = scenario();
+            let mut shuffled = events.clone();
+            shuffled.push(events[duplicate].clone());
+            // Fisher-Yates driven by the seed, so proptest can shrink to a failing order.
+            let mut state = seed;
+            for i in (1..shuffled.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let mut in_order = JourneyBook::new();
+            events.iter().for_each(|event| { in_order.add(event); });
+            let mut permuted = JourneyBook::new();
+            shuffled.iter().for_each(|event| { permuted.add(event); });
+            prop_assert_eq!(sequences(&in_order), sequences(&permuted));
+            let key = IdentityKey::user("ann-crm");
+            let (expected, actual) = (in_order.customer(&key).unwrap(), permuted.customer(&key).unwrap());
+            prop_assert_eq!(&expected.identities, &actual.identities);
+            prop_assert_eq!(&expected.traits, &actual.traits);
+            let event_ids = |book: &JourneyBook, view: &CustomerView| -> Vec<Uuid> {
+                view.touches.iter().map(|&index| book.touch(index).event_id).collect()
+            };
+            prop_assert_eq!(event_ids(&in_order, &expected), event_ids(&permuted, &actual));
+        }
+    }
+}

@@ -1,1 +1,109 @@
-//! placeholder
+//! Scribble's collector: the HTTP edge where websites, back-ends and email links send touchpoint
+//! events. It authenticates the write key, decodes the body (gzip under a cap), validates each
+//! event on its own and durably queues the valid ones before answering.
+//!
+//! Routes (all under `/v1` answer CORS preflights from any origin):
+//! - `POST /v1/events`, `/v1/identify`, `/v1/alias`: one event, an array, or `{"batch": [...]}`;
+//! - `GET /v1/pixel.gif`: email opens, always answered with a transparent GIF;
+//! - `GET /v1/click`: email clicks, redirected to the project's allowed hosts only;
+//! - `GET /healthz`: liveness.
+
+mod auth;
+mod decode;
+mod email;
+mod error;
+mod ingest;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderName, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use scribble_bus::EmbeddedQueue;
+use scribble_domain::event::EventLimits;
+use scribble_domain::project::Projects;
+use tokio::net::TcpListener;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use decode::MAX_EVENTS_PER_REQUEST;
+pub use error::CollectorError;
+pub use ingest::{Accepted, Rejection};
+
+/// The collector's settings, loaded once at start.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Projects and their keys; only write keys are accepted here.
+    pub projects: Projects,
+    /// Per-event size and shape limits.
+    pub limits: EventLimits,
+    /// Largest request body as sent (compressed or not), in bytes.
+    pub max_body_bytes: usize,
+    /// Largest body after gzip is undone, in bytes.
+    pub max_decompressed_bytes: usize,
+}
+
+impl CollectorConfig {
+    /// `projects` with the default limits: 32 KiB and 32 levels per event, 1 MiB bodies that may
+    /// inflate to 5 MiB.
+    pub fn new(projects: Projects) -> Self {
+        Self {
+            projects,
+            limits: EventLimits::default(),
+            max_body_bytes: 1024 * 1024,
+            max_decompressed_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+struct AppState {
+    config: Arc<CollectorConfig>,
+    queue: Arc<EmbeddedQueue>,
+}
+
+/// The collector's routes, ready to be served (or merged into a bigger router).
+pub fn router(config: Arc<CollectorConfig>, queue: Arc<EmbeddedQueue>) -> Router {
+    let body_limit = DefaultBodyLimit::max(config.max_body_bytes);
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static("x-write-key"),
+            CONTENT_ENCODING,
+        ])
+        // Browsers may reuse a preflight for an hour instead of sending one before every batch.
+        .max_age(Duration::from_secs(3600));
+    let v1 = Router::new()
+        .route("/v1/events", post(ingest::events))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/alias", post(ingest::alias))
+        .route("/v1/pixel.gif", get(email::pixel))
+        .route("/v1/click", get(email::click))
+        .layer(body_limit)
+        .layer(cors);
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(v1)
+        .layer(TraceLayer::new_for_http())
+        .with_state(AppState { config, queue })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(address = %listener.local_addr()?, "collector listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,504 @@
+//! The collector over real HTTP: a server on a loopback port, a real embedded queue, reqwest.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, READ_KEY, WRITE_KEY};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use reqwest::{Method, StatusCode};
+use scribble_domain::event::Body;
+use serde_json::{json, Value};
+
+fn visit(anonymous_id: &str) -> Value {
+    json!({"touchpoint": "site_visit", "anonymous_id": anonymous_id})
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn healthz_says_ok() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn single_event_is_queued() {
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(response).await,
+        json!({"accepted": 1, "rejected": []})
+    );
+    let queued = server.queued();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].project, "shop");
+    assert_eq!(queued[0].event.who.anonymous_id.as_deref(), Some("c1"));
+}
+
+#[tokio::test]
+async fn array_and_batch_wrapper_are_queued_in_order() {
+    let server = TestServer::start().await;
+    let array = server
+        .post("/v1/events")
+        .json(&json!([visit("c1"), visit("c2")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(array).await["accepted"], 2);
+    let batch = server
+        .post("/v1/events")
+        .json(&json!({"batch": [visit("c3")]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(batch).await["accepted"], 1);
+    let order: Vec<_> = server
+        .queued()
+        .into_iter()
+        .map(|queued| queued.event.who.anonymous_id.unwrap())
+        .collect();
+    assert_eq!(order, ["c1", "c2", "c3"]);
+}
+
+#[tokio::test]
+async fn mixed_batch_keeps_valid_events_and_names_rejected_ones() {
+    let server = TestServer::start().await;
+    let batch = json!({"batch": [
+        visit("c1"),
+        {"touchpoint": "site_visit"},
+        {"touchpoint": "purchase", "user_id": "u1", "timestamp": "yesterday"},
+        visit("c2"),
+    ]});
+    let response = server.post("/v1/events").json(&batch).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_of(response).await;
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["field"], "anonymous_id");
+    assert_eq!(body["rejected"][1]["index"], 2);
+    assert_eq!(body["rejected"][1]["field"], "timestamp");
+    let kept: Vec<_> = server
+        .queued()
+        .into_iter()
+        .map(|queued| queued.event.who.anonymous_id.unwrap())
+        .collect();
+    assert_eq!(kept, ["c1", "c2"]);
+}
+
+#[tokio::test]
+async fn all_rejected_is_400_and_queues_nothing() {
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .json(&json!([{"touchpoint": "x"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(response).await;
+    assert_eq!(body["error"], "all_events_rejected");
+    assert_eq!(body["rejected"][0]["field"], "anonymous_id");
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn empty_batch_is_400() {
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(response).await["error"], "empty_batch");
+}
+
+#[tokio::test]
+async fn gzip_body_is_inflated() {
+    let server = TestServer::start().await;
+    let body = gzip(json!([visit("c1"), visit("c2")]).to_string().as_bytes());
+    let response = server
+        .post("/v1/events")
+        .header("content-encoding", "gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await["accepted"], 2);
+    assert_eq!(server.queued().len(), 2);
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_cut_off_quickly() {
+    let server = TestServer::start().await;
+    let bomb = gzip(&vec![0; 20 * 1024 * 1024]);
+    assert!(bomb.len() < 1024 * 1024);
+    let started = Instant::now();
+    let response = server
+        .post("/v1/events")
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let body = json_of(response).await;
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["limit_bytes"], 5 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn other_encodings_are_415() {
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .header("content-encoding", "br")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(json_of(response).await["error"], "unsupported_encoding");
+}
+
+#[tokio::test]
+async fn raw_body_over_one_mib_is_413() {
+    let server = TestServer::start().await;
+    let padding = "x".repeat(1024 * 1024);
+    let body = json!([{"touchpoint": "x", "anonymous_id": "c", "properties": {"pad": padding}}]);
+    let response = server.post("/v1/events").json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = json_of(response).await;
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["limit_bytes"], 1024 * 1024);
+}
+
+#[tokio::test]
+async fn event_over_32_kib_is_rejected_by_index() {
+    let server = TestServer::start().await;
+    let big = json!({"touchpoint": "x", "anonymous_id": "c", "properties": {"blob": "x".repeat(33 * 1024)}});
+    let response = server
+        .post("/v1/events")
+        .json(&json!([visit("c1"), big]))
+        .send()
+        .await
+        .unwrap();
+    let body = json_of(response).await;
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["field"], "event");
+}
+
+#[tokio::test]
+async fn depth_40_is_rejected_by_index() {
+    let server = TestServer::start().await;
+    let deep = (0..40).fold(json!(1), |inner, _| json!({ "d": inner }));
+    let event = json!({"touchpoint": "x", "anonymous_id": "c", "properties": deep});
+    let response = server
+        .post("/v1/events")
+        .json(&json!([event, visit("c1")]))
+        .send()
+        .await
+        .unwrap();
+    let body = json_of(response).await;
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 0);
+    assert!(body["rejected"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("nested"));
+}
+
+#[tokio::test]
+async fn bad_json_is_400_with_line_and_column() {
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .body("[{\"touchpoint\": \"x\",\n  \"anonymous_id\": }]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = json_of(response).await;
+    assert_eq!(body["error"], "invalid_json");
+    assert_eq!(body["line"], 2);
+    assert_eq!(body["column"], 19);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("line 2 column 19"));
+}
+
+#[tokio::test]
+async fn missing_or_unknown_key_is_401_and_read_key_403() {
+    let server = TestServer::start().await;
+    let url = server.url("/v1/events");
+    let missing = server
+        .client
+        .post(&url)
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(missing).await["error"], "unauthorized");
+    let unknown = server
+        .client
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let read = server
+        .client
+        .post(&url)
+        .bearer_auth(READ_KEY)
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::FORBIDDEN);
+    assert_eq!(json_of(read).await["error"], "wrong_key_kind");
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn bearer_and_x_write_key_both_work() {
+    let server = TestServer::start().await;
+    let url = server.url("/v1/events");
+    let bearer = server
+        .client
+        .post(&url)
+        .bearer_auth(WRITE_KEY)
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), StatusCode::OK);
+    let header = server
+        .client
+        .post(&url)
+        .header("x-write-key", WRITE_KEY)
+        .json(&visit("c2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header.status(), StatusCode::OK);
+    assert_eq!(server.queued().len(), 2);
+}
+
+#[tokio::test]
+async fn identify_and_alias_endpoints_force_their_type() {
+    let server = TestServer::start().await;
+    let identify = server
+        .post("/v1/identify")
+        .json(&json!([
+            {"user_id": "u1", "anonymous_id": "c1", "traits": {"persona": "buyer"}},
+            {"type": "touchpoint", "user_id": "u2", "touchpoint": "x"},
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let body = json_of(identify).await;
+    assert_eq!(body["accepted"], 1);
+    assert_eq!(body["rejected"][0]["index"], 1);
+    assert_eq!(body["rejected"][0]["field"], "type");
+    let alias = server
+        .post("/v1/alias")
+        .json(&json!({"user_id": "u1", "previous_id": "u0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(alias).await["accepted"], 1);
+    let queued = server.queued();
+    assert!(matches!(queued[0].event.body, Body::Identify { .. }));
+    assert_eq!(
+        queued[1].event.body,
+        Body::Alias {
+            previous_id: "u0".into()
+        }
+    );
+}
+
+async fn assert_is_pixel(response: reqwest::Response) {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/gif");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 43);
+    assert!(bytes.starts_with(b"GIF89a"));
+}
+
+#[tokio::test]
+async fn pixel_records_an_email_open() {
+    let server = TestServer::start().await;
+    let url = server.url(&format!(
+        "/v1/pixel.gif?key={WRITE_KEY}&user_id=u1&campaign=spring&variant=b"
+    ));
+    assert_is_pixel(server.client.get(url).send().await.unwrap()).await;
+    let queued = server.queued();
+    assert_eq!(queued.len(), 1);
+    let Body::Touchpoint {
+        touchpoint,
+        channel,
+        properties,
+        ..
+    } = &queued[0].event.body
+    else {
+        panic!("not a touchpoint");
+    };
+    assert_eq!(
+        (touchpoint.as_str(), channel.as_str()),
+        ("email_open", "email")
+    );
+    assert_eq!(properties["campaign"], "spring");
+    assert_eq!(properties["variant"], "b");
+    assert_eq!(queued[0].event.who.user_id.as_deref(), Some("u1"));
+}
+
+#[tokio::test]
+async fn pixel_is_served_even_when_nothing_can_be_recorded() {
+    let server = TestServer::start().await;
+    for query in [
+        "key=nope&user_id=u1",
+        "",
+        &format!("key={WRITE_KEY}"),
+        "key=%ZZ&&=",
+    ] {
+        let url = server.url(&format!("/v1/pixel.gif?{query}"));
+        assert_is_pixel(server.client.get(url).send().await.unwrap()).await;
+    }
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn click_to_allowed_host_redirects_and_records() {
+    let server = TestServer::start().await;
+    let target = "https://mail.news.example/offer?id=7";
+    let url = reqwest::Url::parse_with_params(
+        &server.url("/v1/click"),
+        [
+            ("key", WRITE_KEY),
+            ("url", target),
+            ("anonymous_id", "c1"),
+            ("campaign", "spring"),
+        ],
+    )
+    .unwrap();
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], target);
+    let queued = server.queued();
+    assert_eq!(queued.len(), 1);
+    let Body::Touchpoint {
+        touchpoint,
+        channel,
+        properties,
+        ..
+    } = &queued[0].event.body
+    else {
+        panic!("not a touchpoint");
+    };
+    assert_eq!(
+        (touchpoint.as_str(), channel.as_str()),
+        ("email_click", "email")
+    );
+    assert_eq!(properties["url"], target);
+    assert_eq!(properties["campaign"], "spring");
+}
+
+#[tokio::test]
+async fn click_to_other_host_is_400_and_records_nothing() {
+    let server = TestServer::start().await;
+    for target in [
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "//evil.example/",
+    ] {
+        let url = reqwest::Url::parse_with_params(
+            &server.url("/v1/click"),
+            [("key", WRITE_KEY), ("url", target), ("anonymous_id", "c1")],
+        )
+        .unwrap();
+        let response = server.client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{target}");
+        assert!(response.headers().get("location").is_none());
+        assert_eq!(json_of(response).await["error"], "redirect_not_allowed");
+    }
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn click_with_unknown_key_is_401() {
+    let server = TestServer::start().await;
+    let url = server.url("/v1/click?key=nope&url=https://shop.example/&anonymous_id=c1");
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_any_origin() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .request(Method::OPTIONS, server.url("/v1/events"))
+        .header("origin", "https://www.shop.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, x-write-key, content-encoding",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("x-write-key"), "{allowed}");
+    assert!(headers["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+}
+
+#[tokio::test]
+async fn serve_returns_after_shutdown() {
+    let server = TestServer::start().await;
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.shut_down()).await;
+    stopped.expect("serve did not return").unwrap();
+}

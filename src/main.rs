@@ -1,1 +1,28 @@
-fn main() {}
+//! The `scribble` command: runs the embedded service (`serve`, `demo`), loads exports
+//! (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`).
+
+mod cli;
+mod import;
+mod report;
+mod serve;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Demo(args) => serve::run(args.into_serve()),
+        cli::Command::Import(args) => import::run(args),
+        cli::Command::Paths(args) => report::paths(args),
+        cli::Command::Metrics(args) => report::metrics(args),
+        cli::Command::Journey(args) => report::journey(args),
+    }
+}

@@ -20,21 +20,54 @@ fn id(n: u32) -> String {
 /// tying cookie-a to ann is sent last. Bob: anonymous, loops on the site and drops off. Cara:
 /// email-driven, buys on day 6.
 fn touchpoints() -> Vec<Value> {
-    let t = |n: u32, at: &str, touchpoint: &str, who: (&str, &str)| {
-        json!({"event_id": id(n), "timestamp": at, "touchpoint": touchpoint, who.0: who.1})
-    };
+    let t = |n: u32, at: &str, touchpoint: &str, who: (&str, &str)| json!({"event_id": id(n), "timestamp": at, "touchpoint": touchpoint, who.0: who.1});
     vec![
-        t(1, "2026-10-01T09:00:00Z", "ad_click", ("anonymous_id", "cookie-a")),
-        t(2, "2026-10-01T09:05:00Z", "site_visit", ("anonymous_id", "cookie-a")),
+        t(
+            1,
+            "2026-10-01T09:00:00Z",
+            "ad_click",
+            ("anonymous_id", "cookie-a"),
+        ),
+        t(
+            2,
+            "2026-10-01T09:05:00Z",
+            "site_visit",
+            ("anonymous_id", "cookie-a"),
+        ),
         t(3, "2026-10-03T09:00:00Z", "email_open", ("user_id", "ann")),
         t(4, "2026-10-03T09:10:00Z", "site_visit", ("user_id", "ann")),
         t(5, "2026-10-04T09:00:00Z", "purchase", ("user_id", "ann")),
-        t(6, "2026-10-01T10:00:00Z", "ad_click", ("anonymous_id", "cookie-b")),
-        t(7, "2026-10-01T10:02:00Z", "site_visit", ("anonymous_id", "cookie-b")),
-        t(8, "2026-10-02T10:00:00Z", "site_visit", ("anonymous_id", "cookie-b")),
+        t(
+            6,
+            "2026-10-01T10:00:00Z",
+            "ad_click",
+            ("anonymous_id", "cookie-b"),
+        ),
+        t(
+            7,
+            "2026-10-01T10:02:00Z",
+            "site_visit",
+            ("anonymous_id", "cookie-b"),
+        ),
+        t(
+            8,
+            "2026-10-02T10:00:00Z",
+            "site_visit",
+            ("anonymous_id", "cookie-b"),
+        ),
         t(9, "2026-10-01T09:00:00Z", "email_open", ("user_id", "cara")),
-        t(10, "2026-10-01T09:30:00Z", "site_visit", ("user_id", "cara")),
-        t(11, "2026-10-06T09:00:00Z", "email_open", ("user_id", "cara")),
+        t(
+            10,
+            "2026-10-01T09:30:00Z",
+            "site_visit",
+            ("user_id", "cara"),
+        ),
+        t(
+            11,
+            "2026-10-06T09:00:00Z",
+            "email_open",
+            ("user_id", "cara"),
+        ),
         t(12, "2026-10-07T09:00:00Z", "purchase", ("user_id", "cara")),
     ]
 }
@@ -42,7 +75,12 @@ fn touchpoints() -> Vec<Value> {
 /// Edges of a graph answer as "from -> to" => distinct customers.
 fn edges(graph: &Value) -> BTreeMap<String, u64> {
     let label = |id: &Value| -> String {
-        let node = graph["nodes"].as_array().unwrap().iter().find(|node| &node["id"] == id).unwrap();
+        let node = graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|node| &node["id"] == id)
+            .unwrap();
         match node["step"].as_u64() {
             Some(step) => format!("{step}:{}", node["label"].as_str().unwrap()),
             None => node["label"].as_str().unwrap().to_owned(),
@@ -52,12 +90,20 @@ fn edges(graph: &Value) -> BTreeMap<String, u64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|edge| (format!("{} -> {}", label(&edge["from"]), label(&edge["to"])), edge["customers"].as_u64().unwrap()))
+        .map(|edge| {
+            (
+                format!("{} -> {}", label(&edge["from"]), label(&edge["to"])),
+                edge["customers"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn expected(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-    pairs.iter().map(|(edge, customers)| (edge.to_string(), *customers)).collect()
+    pairs
+        .iter()
+        .map(|(edge, customers)| (edge.to_string(), *customers))
+        .collect()
 }
 
 #[test]
@@ -71,31 +117,51 @@ fn scenario_comes_out_as_the_hand_computed_journeys_and_graphs() {
     let (status, reply) = server.post_events(&json!({ "batch": first }));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["accepted"], 8);
-    assert_eq!(reply["rejected"], json!([{"index": 3, "field": "touchpoint", "reason": reply["rejected"][0]["reason"]}]));
+    assert_eq!(
+        reply["rejected"],
+        json!([{"index": 3, "field": "touchpoint", "reason": reply["rejected"][0]["reason"]}])
+    );
 
     // Second request: Cara, plus Ann's site visit again (same event id: a sender's retry).
     let mut second: Vec<Value> = touchpoints()[8..].to_vec();
     second.push(touchpoints()[1].clone());
     let (status, reply) = server.post_events(&Value::Array(second));
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["accepted"], 5, "the duplicate is accepted (idempotent) and stored once");
+    assert_eq!(
+        reply["accepted"], 5,
+        "the duplicate is accepted (idempotent) and stored once"
+    );
 
     // Last: the identify that stitches cookie-a to ann, days after those touchpoints.
     let identify = json!({"type": "identify", "event_id": id(13), "timestamp": "2026-10-05T08:00:00Z",
                           "user_id": "ann", "anonymous_id": "cookie-a", "traits": {"persona": "researcher"}});
     let (status, reply) = server.post_events(&identify);
     assert_eq!(status, 200, "{reply}");
-    server.wait_for_touchpoints(12);
-
-    let (status, journey) = server.get("/v1/customers/a:cookie-a/journey");
-    assert_eq!(status, 200, "{journey}");
+    server.wait_until("/v1/touchpoints", |body| body["events"] == 12);
+    let journey = server.wait_until("/v1/customers/a:cookie-a/journey", |body| {
+        body["customer_id"] == "u:ann"
+    });
     assert_eq!(journey["customer_id"], "u:ann");
     assert_eq!(journey["identities"], json!(["u:ann", "a:cookie-a"]));
     assert_eq!(journey["traits"], json!({"persona": "researcher"}));
     assert_eq!(journey["touchpoints"], 5);
     assert_eq!(journey["sessions"], 3);
-    let names: Vec<&str> = journey["timeline"].as_array().unwrap().iter().map(|step| step["touchpoint"].as_str().unwrap()).collect();
-    assert_eq!(names, ["ad_click", "site_visit", "email_open", "site_visit", "purchase"]);
+    let names: Vec<&str> = journey["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["touchpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ad_click",
+            "site_visit",
+            "email_open",
+            "site_visit",
+            "purchase"
+        ]
+    );
 
     let (status, state) = server.get("/v1/paths?view=state");
     assert_eq!(status, 200, "{state}");
@@ -121,7 +187,11 @@ fn scenario_comes_out_as_the_hand_computed_journeys_and_graphs() {
     assert_eq!(positional["customers"], 2);
     assert_eq!(
         edges(&positional),
-        expected(&[("1:ad_click -> 2:site_visit", 2), ("2:site_visit -> 3:email_open", 1), ("2:site_visit -> 3:site_visit", 1)])
+        expected(&[
+            ("1:ad_click -> 2:site_visit", 2),
+            ("2:site_visit -> 3:email_open", 1),
+            ("2:site_visit -> 3:site_visit", 1)
+        ])
     );
 
     let (status, metrics) = server.get("/v1/metrics?goal=purchase");

@@ -12,14 +12,16 @@ use serde_json::{json, Value};
 
 use common::Server;
 
+/// Per landed batch: the anonymous customer it was about and its acknowledged event ids.
+type Acknowledged = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
 #[test]
 fn acknowledged_events_survive_kill_9_and_restart() {
     let (_guard, data_dir) = common::data_dir();
     let server = Server::start(&data_dir);
     let collector = server.collector.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    // Batch label -> acknowledged event ids; each batch is one anonymous customer.
-    let acknowledged: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    let acknowledged: Acknowledged = Arc::default();
     let senders: Vec<_> = (0..4)
         .map(|sender| {
             let (collector, stop, acknowledged) = (collector.clone(), stop.clone(), acknowledged.clone());
@@ -48,30 +50,35 @@ fn acknowledged_events_survive_kill_9_and_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     server.kill();
     stop.store(true, Ordering::Relaxed);
-    senders.into_iter().for_each(|sender| sender.join().unwrap());
+    senders
+        .into_iter()
+        .for_each(|sender| sender.join().unwrap());
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 4, "the load should have landed a few batches before the kill");
+    assert!(
+        acknowledged.len() >= 4,
+        "the load should have landed a few batches before the kill"
+    );
     let restarted = Server::start(&data_dir);
     let total = acknowledged.len() as u64 * 100;
     // Batches in flight at the kill may also have been stored: at least every acknowledged one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = restarted.get("/v1/touchpoints");
-        let events = body["events"].as_u64().unwrap_or(0);
-        if events >= total {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "only {events} of {total} acknowledged events after restart");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    restarted.wait_until("/v1/touchpoints", |body| {
+        body["events"].as_u64().unwrap_or(0) >= total
+    });
     for (customer, ids) in &acknowledged {
         let (status, journey) = restarted.get(&format!("/v1/customers/a:{customer}/journey"));
         assert_eq!(status, 200, "{customer} lost after kill -9");
-        let stored: HashSet<&str> =
-            journey["timeline"].as_array().unwrap().iter().map(|step| step["event_id"].as_str().unwrap()).collect();
+        let stored: HashSet<&str> = journey["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["event_id"].as_str().unwrap())
+            .collect();
         for id in ids {
-            assert!(stored.contains(id.as_str()), "acknowledged event {id} of {customer} lost after kill -9");
+            assert!(
+                stored.contains(id.as_str()),
+                "acknowledged event {id} of {customer} lost after kill -9"
+            );
         }
         assert_eq!(stored.len(), 100, "{customer}: every event once");
     }

@@ -1,5 +1,7 @@
 //! Helpers for end-to-end tests: start the real `scribble` binary on free ports over a
 //! throw-away data directory, talk to it over HTTP, and kill it.
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,10 +25,23 @@ impl Server {
     /// Starts `scribble serve` over `data_dir` and waits until both listeners are up.
     pub fn start(data_dir: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scribble"))
-            .args(["serve", "--collector-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--collector-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--write-key", WRITE_KEY, "--read-key", READ_KEY, "--redirect-host", "shop.example"])
+            .args([
+                "--write-key",
+                WRITE_KEY,
+                "--read-key",
+                READ_KEY,
+                "--redirect-host",
+                "shop.example",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -35,15 +50,29 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut address = |what: &str| -> String {
-            let line = lines.next().expect("scribble printed its addresses").expect("utf-8 stdout");
-            assert!(line.contains(what), "unexpected first lines of scribble serve: {line}");
-            line.rsplit(' ').next().expect("address at the end").to_owned()
+            let line = lines
+                .next()
+                .expect("scribble printed its addresses")
+                .expect("utf-8 stdout");
+            assert!(
+                line.contains(what),
+                "unexpected first lines of scribble serve: {line}"
+            );
+            line.rsplit(' ')
+                .next()
+                .expect("address at the end")
+                .to_owned()
         };
         let collector = address("collector");
         let api = address("query API");
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Server { child, collector, api, http: reqwest::blocking::Client::new() }
+        Server {
+            child,
+            collector,
+            api,
+            http: reqwest::blocking::Client::new(),
+        }
     }
 
     pub fn post_events(&self, body: &Value) -> (u16, Value) {
@@ -59,21 +88,29 @@ impl Server {
     }
 
     pub fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let response =
-            self.http.get(format!("{}{path_and_query}", self.api)).bearer_auth(READ_KEY).send().expect("GET query API");
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.api))
+            .bearer_auth(READ_KEY)
+            .send()
+            .expect("GET query API");
         let status = response.status().as_u16();
         (status, response.json().unwrap_or(Value::Null))
     }
 
-    /// Waits until the query API sees `events` touchpoints, proving the worker caught up.
-    pub fn wait_for_touchpoints(&self, events: u64) {
+    /// Polls `path_and_query` until `ready` accepts the answer; the worker writes in the
+    /// background, so reports catch up shortly after the collector's reply. Fails after 10 s.
+    pub fn wait_until(&self, path_and_query: &str, ready: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, body) = self.get("/v1/touchpoints");
-            if body["events"].as_u64() == Some(events) {
-                return;
+            let (_, body) = self.get(path_and_query);
+            if ready(&body) {
+                return body;
             }
-            assert!(Instant::now() < deadline, "reports never showed {events} touchpoints; last answer {body}");
+            assert!(
+                Instant::now() < deadline,
+                "{path_and_query} never got ready; last answer {body}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

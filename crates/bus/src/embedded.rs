@@ -43,7 +43,9 @@ pub struct EmbeddedQueue {
 
 impl std::fmt::Debug for EmbeddedQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedQueue").field("committed", &*self.committed.borrow()).finish()
+        f.debug_struct("EmbeddedQueue")
+            .field("committed", &*self.committed.borrow())
+            .finish()
     }
 }
 
@@ -66,7 +68,10 @@ impl EmbeddedQueue {
                  event TEXT NOT NULL
              );",
         )?;
-        let last: u64 = writer.query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |row| row.get(0))?;
+        let last: u64 =
+            writer.query_row("SELECT COALESCE(MAX(seq), 0) FROM entries", [], |row| {
+                row.get(0)
+            })?;
         let reader = open_connection(path)?;
         let (requests, inbox) = mpsc::channel(PENDING_REQUESTS);
         let (announce, committed) = watch::channel(last);
@@ -74,16 +79,30 @@ impl EmbeddedQueue {
             .name("queue-writer".into())
             .spawn(move || write_groups(writer, inbox, announce))
             .expect("spawn the queue writer thread");
-        Ok(Self { requests, committed, reader: Mutex::new(reader) })
+        Ok(Self {
+            requests,
+            committed,
+            reader: Mutex::new(reader),
+        })
     }
 
     /// Appends `events` of `project` and returns once they are committed to disk, with the
     /// sequence number of the last one.
     pub async fn append(&self, project: &str, events: &[Event]) -> Result<u64, BusError> {
-        let encoded = events.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
+        let encoded = events
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?;
         let (done, committed) = oneshot::channel();
-        let request = AppendRequest { project: project.to_owned(), events: encoded, done };
-        self.requests.send(request).await.map_err(|_| BusError::Closed)?;
+        let request = AppendRequest {
+            project: project.to_owned(),
+            events: encoded,
+            done,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| BusError::Closed)?;
         match committed.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(message)) => Err(BusError::Commit(message)),
@@ -99,15 +118,24 @@ impl EmbeddedQueue {
     /// Up to `limit` events with a sequence number above `after`, in order. Blocking.
     pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<QueuedEvent>, BusError> {
         let reader = self.reader.lock().expect("queue reader lock");
-        let mut statement =
-            reader.prepare_cached("SELECT seq, project, event FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut statement = reader.prepare_cached(
+            "SELECT seq, project, event FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
         let rows = statement.query_map(params![after, limit as i64], |row| {
-            Ok((row.get::<_, u64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            Ok((
+                row.get::<_, u64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })?;
         let mut events = Vec::new();
         for row in rows {
             let (seq, project, text) = row?;
-            events.push(QueuedEvent { seq, project, event: serde_json::from_str(&text)? });
+            events.push(QueuedEvent {
+                seq,
+                project,
+                event: serde_json::from_str(&text)?,
+            });
         }
         Ok(events)
     }
@@ -127,7 +155,11 @@ impl EmbeddedQueue {
 
 /// The writer thread: waits for a request, takes every other waiting one (up to a bound), writes
 /// them in one transaction, and answers them all after the commit.
-fn write_groups(mut connection: Connection, mut inbox: mpsc::Receiver<AppendRequest>, announce: watch::Sender<u64>) {
+fn write_groups(
+    mut connection: Connection,
+    mut inbox: mpsc::Receiver<AppendRequest>,
+    announce: watch::Sender<u64>,
+) {
     while let Some(first) = inbox.blocking_recv() {
         let mut group = vec![first];
         let mut events = group[0].events.len();
@@ -159,11 +191,15 @@ fn write_groups(mut connection: Connection, mut inbox: mpsc::Receiver<AppendRequ
     }
 }
 
-fn commit_group(connection: &mut Connection, group: &[AppendRequest]) -> rusqlite::Result<Vec<u64>> {
+fn commit_group(
+    connection: &mut Connection,
+    group: &[AppendRequest],
+) -> rusqlite::Result<Vec<u64>> {
     let transaction = connection.transaction()?;
     let mut last_seqs = Vec::with_capacity(group.len());
     {
-        let mut insert = transaction.prepare_cached("INSERT INTO entries (project, event) VALUES (?1, ?2)")?;
+        let mut insert =
+            transaction.prepare_cached("INSERT INTO entries (project, event) VALUES (?1, ?2)")?;
         for request in group {
             for event in &request.events {
                 insert.execute(params![request.project, event])?;
@@ -186,8 +222,16 @@ mod tests {
             event_id: Uuid::from_u128(n),
             at_ms: n as i64,
             received_ms: n as i64,
-            who: Who { anonymous_id: Some(format!("c{n}")), user_id: None },
-            body: Body::Touchpoint { touchpoint: "site_visit".into(), channel: "web".into(), direct: true, properties: Default::default() },
+            who: Who {
+                anonymous_id: Some(format!("c{n}")),
+                user_id: None,
+            },
+            body: Body::Touchpoint {
+                touchpoint: "site_visit".into(),
+                channel: "web".into(),
+                direct: true,
+                properties: Default::default(),
+            },
         }
     }
 

@@ -2,7 +2,13 @@
 //! sessions and stages, path graphs, scribble metrics, and the demo data generator. No IO: callers
 //! pass in clocks, ids and randomness, and get plain values back.
 
+pub mod demo;
 pub mod event;
 pub mod journey;
+pub mod metrics;
+pub mod paths;
+pub mod project;
+pub mod render;
+pub mod stages;
 pub mod stitch;
 pub mod symbols;

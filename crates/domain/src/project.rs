@@ -18,10 +18,12 @@ impl Project {
     /// Whether a click link may send a browser to `host`.
     pub fn allows_redirect_to(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.redirect_hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
-            Some(domain) => host == domain || host.ends_with(&format!(".{domain}")),
-            None => host == allowed.to_ascii_lowercase(),
-        })
+        self.redirect_hosts
+            .iter()
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(domain) => host == domain || host.ends_with(&format!(".{domain}")),
+                None => host == allowed.to_ascii_lowercase(),
+            })
     }
 }
 
@@ -33,11 +35,15 @@ pub struct Projects {
 
 impl Projects {
     pub fn by_write_key(&self, key: &str) -> Option<&Project> {
-        self.projects.iter().find(|project| project.write_keys.iter().any(|candidate| candidate == key))
+        self.projects
+            .iter()
+            .find(|project| project.write_keys.iter().any(|candidate| candidate == key))
     }
 
     pub fn by_read_key(&self, key: &str) -> Option<&Project> {
-        self.projects.iter().find(|project| project.read_keys.iter().any(|candidate| candidate == key))
+        self.projects
+            .iter()
+            .find(|project| project.read_keys.iter().any(|candidate| candidate == key))
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Project> {
@@ -60,8 +66,13 @@ mod tests {
 
     #[test]
     fn keys_find_their_project_and_only_for_their_role() {
-        let projects = Projects { projects: vec![shop()] };
-        assert_eq!(projects.by_write_key("w1").map(|p| p.name.as_str()), Some("shop"));
+        let projects = Projects {
+            projects: vec![shop()],
+        };
+        assert_eq!(
+            projects.by_write_key("w1").map(|p| p.name.as_str()),
+            Some("shop")
+        );
         assert!(projects.by_read_key("w1").is_none());
         assert!(projects.by_write_key("r1").is_none());
     }

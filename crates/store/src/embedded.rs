@@ -32,7 +32,9 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("cursor", &self.cursor()).finish()
+        f.debug_struct("EmbeddedStore")
+            .field("cursor", &self.cursor())
+            .finish()
     }
 }
 
@@ -55,12 +57,16 @@ impl EmbeddedStore {
              );
              INSERT OR IGNORE INTO queue_cursor (id, seq) VALUES (1, 0);",
         )?;
-        let cursor: u64 = connection.query_row("SELECT seq FROM queue_cursor WHERE id = 1", [], |row| row.get(0))?;
+        let cursor: u64 =
+            connection.query_row("SELECT seq FROM queue_cursor WHERE id = 1", [], |row| {
+                row.get(0)
+            })?;
         let started = Instant::now();
         let mut books: HashMap<String, JourneyBook> = HashMap::new();
         let mut loaded = 0usize;
         {
-            let mut statement = connection.prepare("SELECT project, body FROM events ORDER BY rowid")?;
+            let mut statement =
+                connection.prepare("SELECT project, body FROM events ORDER BY rowid")?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 let project: String = row.get(0)?;
@@ -70,8 +76,17 @@ impl EmbeddedStore {
                 loaded += 1;
             }
         }
-        info!(events = loaded, cursor, elapsed_ms = started.elapsed().as_millis() as u64, "embedded store loaded");
-        Ok(Self { connection: Mutex::new(connection), books: RwLock::new(books), cursor: AtomicU64::new(cursor) })
+        info!(
+            events = loaded,
+            cursor,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded store loaded"
+        );
+        Ok(Self {
+            connection: Mutex::new(connection),
+            books: RwLock::new(books),
+            cursor: AtomicU64::new(cursor),
+        })
     }
 
     /// Sequence number of the last queue entry this store has taken.
@@ -81,14 +96,19 @@ impl EmbeddedStore {
 
     /// Stores `events` (project, event) and moves the cursor to `through_seq`, durably and
     /// atomically, then adds the new events to the journey books. Blocking.
-    pub fn apply(&self, events: &[(&str, &Event)], through_seq: u64) -> Result<ApplyOutcome, StoreError> {
+    pub fn apply(
+        &self,
+        events: &[(&str, &Event)],
+        through_seq: u64,
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut fresh = Vec::with_capacity(events.len());
         {
             let mut connection = self.connection.lock();
             let transaction = connection.transaction()?;
             {
-                let mut insert =
-                    transaction.prepare_cached("INSERT OR IGNORE INTO events (project, event_id, body) VALUES (?1, ?2, ?3)")?;
+                let mut insert = transaction.prepare_cached(
+                    "INSERT OR IGNORE INTO events (project, event_id, body) VALUES (?1, ?2, ?3)",
+                )?;
                 for &(project, event) in events {
                     let body = serde_json::to_string(event)?;
                     if insert.execute(params![project, event.event_id.to_string(), body])? == 1 {
@@ -96,7 +116,10 @@ impl EmbeddedStore {
                     }
                 }
             }
-            transaction.execute("UPDATE queue_cursor SET seq = ?1 WHERE id = 1", params![through_seq])?;
+            transaction.execute(
+                "UPDATE queue_cursor SET seq = ?1 WHERE id = 1",
+                params![through_seq],
+            )?;
             transaction.commit()?;
         }
         {
@@ -109,7 +132,10 @@ impl EmbeddedStore {
             }
         }
         self.cursor.store(through_seq, Ordering::Release);
-        Ok(ApplyOutcome { stored: fresh.len(), duplicates: events.len() - fresh.len() })
+        Ok(ApplyOutcome {
+            stored: fresh.len(),
+            duplicates: events.len() - fresh.len(),
+        })
     }
 
     /// Runs `report` over the project's journey book (an empty one for a project without events).
@@ -134,8 +160,16 @@ mod tests {
             event_id: Uuid::from_u128(n),
             at_ms: n as i64,
             received_ms: n as i64,
-            who: Who { anonymous_id: Some(who.into()), user_id: None },
-            body: Body::Touchpoint { touchpoint: "site_visit".into(), channel: "web".into(), direct: true, properties: Default::default() },
+            who: Who {
+                anonymous_id: Some(who.into()),
+                user_id: None,
+            },
+            body: Body::Touchpoint {
+                touchpoint: "site_visit".into(),
+                channel: "web".into(),
+                direct: true,
+                properties: Default::default(),
+            },
         }
     }
 
@@ -146,16 +180,36 @@ mod tests {
         let (a, b, c) = (visit(1, "x"), visit(2, "y"), visit(3, "x"));
         {
             let store = EmbeddedStore::open(&path).unwrap();
-            let outcome = store.apply(&[("shop", &a), ("shop", &b), ("blog", &c)], 3).unwrap();
-            assert_eq!(outcome, ApplyOutcome { stored: 3, duplicates: 0 });
+            let outcome = store
+                .apply(&[("shop", &a), ("shop", &b), ("blog", &c)], 3)
+                .unwrap();
+            assert_eq!(
+                outcome,
+                ApplyOutcome {
+                    stored: 3,
+                    duplicates: 0
+                }
+            );
             // A replay of the same events (a crash before the cursor moved would cause one).
             let replay = store.apply(&[("shop", &a), ("shop", &b)], 5).unwrap();
-            assert_eq!(replay, ApplyOutcome { stored: 0, duplicates: 2 });
+            assert_eq!(
+                replay,
+                ApplyOutcome {
+                    stored: 0,
+                    duplicates: 2
+                }
+            );
             assert_eq!(store.read("shop", |book| book.touch_count()), 2);
         }
         let reopened = EmbeddedStore::open(&path).unwrap();
         assert_eq!(reopened.cursor(), 5);
-        assert_eq!(reopened.read("shop", |book| book.journeys(&JourneyFilter::default()).journeys.len()), 2);
+        assert_eq!(
+            reopened.read("shop", |book| book
+                .journeys(&JourneyFilter::default())
+                .journeys
+                .len()),
+            2
+        );
         assert_eq!(reopened.read("blog", |book| book.touch_count()), 1);
         assert_eq!(reopened.read("nobody", |book| book.touch_count()), 0);
     }

@@ -32,7 +32,10 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { batch_size: 10_000, retry_after: Duration::from_millis(500) }
+        Self {
+            batch_size: 10_000,
+            retry_after: Duration::from_millis(500),
+        }
     }
 }
 
@@ -67,15 +70,27 @@ pub async fn run(
 }
 
 /// Moves one batch; returns how many queue entries it took.
-pub async fn move_batch(queue: &Arc<EmbeddedQueue>, store: &Arc<EmbeddedStore>, batch_size: usize) -> Result<usize, WorkerError> {
+pub async fn move_batch(
+    queue: &Arc<EmbeddedQueue>,
+    store: &Arc<EmbeddedStore>,
+    batch_size: usize,
+) -> Result<usize, WorkerError> {
     let (queue, store) = (queue.clone(), store.clone());
     tokio::task::spawn_blocking(move || -> Result<usize, WorkerError> {
         let batch: Vec<QueuedEvent> = queue.read_after(store.cursor(), batch_size)?;
-        let Some(last) = batch.last().map(|entry| entry.seq) else { return Ok(0) };
-        let pairs: Vec<(&str, &_)> = batch.iter().map(|entry| (entry.project.as_str(), &entry.event)).collect();
+        let Some(last) = batch.last().map(|entry| entry.seq) else {
+            return Ok(0);
+        };
+        let pairs: Vec<(&str, &_)> = batch
+            .iter()
+            .map(|entry| (entry.project.as_str(), &entry.event))
+            .collect();
         let outcome = store.apply(&pairs, last)?;
         if outcome.duplicates > 0 {
-            debug!(duplicates = outcome.duplicates, "duplicate event ids dropped");
+            debug!(
+                duplicates = outcome.duplicates,
+                "duplicate event ids dropped"
+            );
         }
         queue.truncate_through(last)?;
         Ok(batch.len())
@@ -94,8 +109,16 @@ mod tests {
             event_id: Uuid::from_u128(n),
             at_ms: n as i64,
             received_ms: n as i64,
-            who: Who { anonymous_id: Some(format!("c{}", n % 3)), user_id: None },
-            body: Body::Touchpoint { touchpoint: "site_visit".into(), channel: "web".into(), direct: true, properties: Default::default() },
+            who: Who {
+                anonymous_id: Some(format!("c{}", n % 3)),
+                user_id: None,
+            },
+            body: Body::Touchpoint {
+                touchpoint: "site_visit".into(),
+                channel: "web".into(),
+                direct: true,
+                properties: Default::default(),
+            },
         }
     }
 
@@ -108,9 +131,17 @@ mod tests {
         queue.append("shop", &events).await.unwrap();
         queue.append("shop", &events[..5]).await.unwrap(); // a sender retried
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let worker = tokio::spawn(run(queue.clone(), store.clone(), WorkerConfig { batch_size: 7, ..Default::default() }, async {
-            let _ = stopped.await;
-        }));
+        let worker = tokio::spawn(run(
+            queue.clone(),
+            store.clone(),
+            WorkerConfig {
+                batch_size: 7,
+                ..Default::default()
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
         for _ in 0..100 {
             if store.cursor() == 30 {
                 break;

@@ -1,0 +1,284 @@
+//! Report parameters: decoded from the query string into plain values, with an error naming the
+//! parameter for anything unknown or malformed (a typo must not silently widen a report).
+
+use scribble_domain::event::parse_time;
+use scribble_domain::paths::{Breakdown, PathOptions};
+use scribble_domain::stitch::JourneyFilter;
+
+use crate::error::ApiError;
+
+/// Output format of a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Dot,
+    Mermaid,
+}
+
+/// Which path graph view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Positional,
+    State,
+}
+
+/// A decoded `/v1/paths` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathQuery {
+    pub view: View,
+    pub options: PathOptions,
+    pub filter: JourneyFilter,
+    pub format: Format,
+}
+
+/// A decoded `/v1/metrics` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsQuery {
+    pub goal: String,
+    pub filter: JourneyFilter,
+}
+
+/// Query-string pairs, consumed parameter by parameter; whatever is left at the end is unknown.
+struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    fn take(&mut self, name: &str) -> Option<String> {
+        let index = self.0.iter().position(|(key, _)| key == name)?;
+        Some(self.0.remove(index).1)
+    }
+
+    fn take_number(
+        &mut self,
+        name: &str,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<Option<usize>, ApiError> {
+        let Some(text) = self.take(name) else {
+            return Ok(None);
+        };
+        match text.parse::<usize>() {
+            Ok(number) if range.contains(&number) => Ok(Some(number)),
+            _ => Err(ApiError::invalid(
+                name,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    fn take_flag(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
+        let Some(text) = self.take(name) else {
+            return Ok(None);
+        };
+        match text.as_str() {
+            "" | "true" | "1" | "yes" => Ok(Some(true)),
+            "false" | "0" | "no" => Ok(Some(false)),
+            _ => Err(ApiError::invalid(name, "must be true or false")),
+        }
+    }
+
+    fn take_filter(&mut self) -> Result<JourneyFilter, ApiError> {
+        let from_ms = self
+            .take("from")
+            .map(|text| time("from", &text))
+            .transpose()?;
+        let to_ms = self.take("to").map(|text| time("to", &text)).transpose()?;
+        if let (Some(from), Some(to)) = (from_ms, to_ms) {
+            if from >= to {
+                return Err(ApiError::invalid("to", "must be after from"));
+            }
+        }
+        let mut filter = JourneyFilter {
+            from_ms,
+            to_ms,
+            ..Default::default()
+        };
+        let mut rest = Vec::new();
+        for (key, value) in self.0.drain(..) {
+            if let Some(property) = key.strip_prefix("prop.") {
+                filter.properties.push((property.to_owned(), value));
+            } else if let Some(trait_name) = key.strip_prefix("trait.") {
+                filter.traits.push((trait_name.to_owned(), value));
+            } else {
+                rest.push((key, value));
+            }
+        }
+        self.0 = rest;
+        Ok(filter)
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        match self.0.into_iter().next() {
+            None => Ok(()),
+            Some((key, _)) => Err(ApiError::invalid(
+                key,
+                "unknown parameter; filters are written prop.<property>=<value> or trait.<trait>=<value>",
+            )),
+        }
+    }
+}
+
+/// Accepts RFC 3339 or a plain date (midnight UTC).
+fn time(name: &str, text: &str) -> Result<i64, ApiError> {
+    parse_time(text)
+        .or_else(|| parse_time(&format!("{text}T00:00:00Z")))
+        .ok_or_else(|| ApiError::invalid(name, "must be a date (2026-11-01) or an RFC 3339 time"))
+}
+
+fn format(pairs: &mut Pairs) -> Result<Format, ApiError> {
+    match pairs.take("format").as_deref() {
+        None | Some("json") => Ok(Format::Json),
+        Some("dot") => Ok(Format::Dot),
+        Some("mermaid") => Ok(Format::Mermaid),
+        Some(_) => Err(ApiError::invalid("format", "must be json, dot or mermaid")),
+    }
+}
+
+fn non_empty(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.trim().is_empty() => Err(ApiError::invalid(
+            name,
+            "must not be empty; leave it out instead",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Decodes `/v1/paths` parameters. `key` (the read key) is ignored here: auth reads it.
+pub fn path_query(pairs: Vec<(String, String)>) -> Result<PathQuery, ApiError> {
+    let mut pairs = Pairs(pairs);
+    pairs.take("key");
+    let view = match pairs.take("view").as_deref() {
+        None | Some("state") => View::State,
+        Some("positional") | Some("sankey") => View::Positional,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "view",
+                "must be state (the scribble) or positional (Sankey)",
+            ))
+        }
+    };
+    let defaults = PathOptions::default();
+    let options = PathOptions {
+        start: non_empty("start", pairs.take("start"))?,
+        end: non_empty("end", pairs.take("end"))?,
+        max_steps: pairs
+            .take_number("steps", 1..=50)?
+            .unwrap_or(defaults.max_steps),
+        top_n: match pairs.take_number("top", 0..=1000)? {
+            Some(0) => None,
+            Some(top) => Some(top),
+            None => defaults.top_n,
+        },
+        collapse_repeats: pairs
+            .take_flag("collapse")?
+            .unwrap_or(defaults.collapse_repeats),
+        drop_offs: pairs.take_flag("drop_offs")?.unwrap_or(defaults.drop_offs),
+        breakdown: match pairs.take("breakdown").as_deref() {
+            None | Some("") | Some("none") => Breakdown::None,
+            Some("channel") => Breakdown::Channel,
+            Some(_) => return Err(ApiError::invalid("breakdown", "must be none or channel")),
+        },
+    };
+    let format = format(&mut pairs)?;
+    let filter = pairs.take_filter()?;
+    pairs.finish()?;
+    Ok(PathQuery {
+        view,
+        options,
+        filter,
+        format,
+    })
+}
+
+/// Decodes `/v1/metrics` parameters.
+pub fn metrics_query(pairs: Vec<(String, String)>) -> Result<MetricsQuery, ApiError> {
+    let mut pairs = Pairs(pairs);
+    pairs.take("key");
+    let goal = non_empty("goal", pairs.take("goal"))?.unwrap_or_else(|| "purchase".to_owned());
+    let filter = pairs.take_filter()?;
+    pairs.finish()?;
+    Ok(MetricsQuery { goal, filter })
+}
+
+/// Decodes filter-only parameters (the touchpoint list).
+pub fn filter_query(pairs: Vec<(String, String)>) -> Result<JourneyFilter, ApiError> {
+    let mut pairs = Pairs(pairs);
+    pairs.take("key");
+    let filter = pairs.take_filter()?;
+    pairs.finish()?;
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
+        text.iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn path_parameters_decode_with_defaults() {
+        let query = path_query(pairs(&[
+            ("view", "positional"),
+            ("start", "site_visit"),
+            ("steps", "4"),
+            ("top", "0"),
+            ("collapse", "true"),
+            ("breakdown", "channel"),
+            ("from", "2026-11-01"),
+            ("prop.campaign", "fall"),
+            ("trait.persona", "researcher"),
+            ("format", "mermaid"),
+        ]))
+        .unwrap();
+        assert_eq!(query.view, View::Positional);
+        assert_eq!(query.options.start.as_deref(), Some("site_visit"));
+        assert_eq!(query.options.max_steps, 4);
+        assert_eq!(query.options.top_n, None);
+        assert!(query.options.collapse_repeats);
+        assert_eq!(query.options.breakdown, Breakdown::Channel);
+        assert_eq!(query.format, Format::Mermaid);
+        assert_eq!(query.filter.from_ms, parse_time("2026-11-01T00:00:00Z"));
+        assert_eq!(
+            query.filter.properties,
+            vec![("campaign".to_owned(), "fall".to_owned())]
+        );
+        assert_eq!(
+            query.filter.traits,
+            vec![("persona".to_owned(), "researcher".to_owned())]
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let cases: [(&[(&str, &str)], &str); 7] = [
+            (&[("view", "pie")], "view"),
+            (&[("steps", "0")], "steps"),
+            (&[("steps", "many")], "steps"),
+            (&[("from", "last week")], "from"),
+            (&[("from", "2026-11-02"), ("to", "2026-11-01")], "to"),
+            (&[("strat", "site_visit")], "strat"),
+            (&[("start", " ")], "start"),
+        ];
+        for (input, name) in cases {
+            match path_query(pairs(input)) {
+                Err(ApiError::InvalidParameter { name: actual, .. }) => {
+                    assert_eq!(actual, name, "{input:?}")
+                }
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_goal_defaults_to_purchase() {
+        assert_eq!(metrics_query(vec![]).unwrap().goal, "purchase");
+        assert!(metrics_query(pairs(&[("format", "dot")])).is_err());
+    }
+}

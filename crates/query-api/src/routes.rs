@@ -1,0 +1,268 @@
+//! Routes of the query API. Each handler authenticates the read key, decodes its parameters,
+//! computes the report on a blocking thread (reports scan every journey) and renders it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use scribble_domain::event::{format_time, IdentityKey};
+use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
+use scribble_domain::metrics::scribble_metrics;
+use scribble_domain::paths::{positional_graph, state_graph};
+use scribble_domain::project::Projects;
+use scribble_domain::render::{to_dot, to_mermaid};
+use scribble_domain::stages::StageMap;
+use scribble_domain::stitch::JourneyBook;
+use scribble_store::EmbeddedStore;
+use serde_json::{json, Map, Value};
+use tower_http::cors::CorsLayer;
+use tracing::instrument;
+
+use crate::error::ApiError;
+use crate::params::{filter_query, metrics_query, path_query, Format, View};
+
+/// Settings of the query API, loaded once at start.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub projects: Projects,
+    pub stages: StageMap,
+    pub session_gap_ms: i64,
+}
+
+impl ApiConfig {
+    pub fn new(projects: Projects) -> Self {
+        Self {
+            projects,
+            stages: StageMap::default(),
+            session_gap_ms: DEFAULT_SESSION_GAP_MS,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    config: Arc<ApiConfig>,
+    store: Arc<EmbeddedStore>,
+}
+
+type Pairs = Query<Vec<(String, String)>>;
+
+/// The query API's routes over `store`.
+pub fn router(config: Arc<ApiConfig>, store: Arc<EmbeddedStore>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/paths", get(paths))
+        .route("/v1/metrics", get(metrics))
+        .route("/v1/touchpoints", get(touchpoints))
+        .route("/v1/customers/{id}/journey", get(journey))
+        .layer(CorsLayer::permissive())
+        .with_state(AppState { config, store })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The project a request may read: its key comes from `Authorization: Bearer`, `X-Read-Key`
+/// or the `key` query parameter (so a dashboard link can carry it).
+fn read_project(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<String, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let header_key = headers
+        .get("x-read-key")
+        .and_then(|value| value.to_str().ok());
+    let query_key = pairs
+        .iter()
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| value.as_str());
+    let key = bearer
+        .or(header_key)
+        .or(query_key)
+        .ok_or(ApiError::MissingKey)?
+        .trim();
+    if let Some(project) = state.config.projects.by_read_key(key) {
+        return Ok(project.name.clone());
+    }
+    if state.config.projects.by_write_key(key).is_some() {
+        return Err(ApiError::WriteKeyOnReadApi);
+    }
+    Err(ApiError::UnknownKey)
+}
+
+/// Runs `report` over the project's journey book on a blocking thread.
+async fn with_book<R: Send + 'static>(
+    state: &AppState,
+    project: String,
+    report: impl FnOnce(&JourneyBook, &ApiConfig) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let (store, config) = (state.store.clone(), state.config.clone());
+    Ok(
+        tokio::task::spawn_blocking(move || store.read(&project, |book| report(book, &config)))
+            .await?,
+    )
+}
+
+#[instrument(skip_all, fields(project))]
+async fn paths(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let project = read_project(&state, &headers, &pairs)?;
+    tracing::Span::current().record("project", project.as_str());
+    let query = path_query(pairs)?;
+    let (view, options, format) = (query.view, query.options, query.format);
+    let graph = with_book(&state, project, move |book, _| {
+        let set = book.journeys(&query.filter);
+        match view {
+            View::Positional => positional_graph(&set, &options),
+            View::State => state_graph(&set, &options),
+        }
+    })
+    .await?;
+    Ok(match format {
+        Format::Json => Json(graph).into_response(),
+        Format::Dot => (
+            [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+            to_dot(&graph),
+        )
+            .into_response(),
+        Format::Mermaid => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            to_mermaid(&graph),
+        )
+            .into_response(),
+    })
+}
+
+#[instrument(skip_all, fields(project))]
+async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let project = read_project(&state, &headers, &pairs)?;
+    tracing::Span::current().record("project", project.as_str());
+    let query = metrics_query(pairs)?;
+    let metrics = with_book(&state, project, move |book, config| {
+        scribble_metrics(&book.journeys(&query.filter), &config.stages, &query.goal)
+    })
+    .await?;
+    Ok(Json(metrics).into_response())
+}
+
+/// Every touchpoint with its event and customer counts, busiest first: what to pick as a path
+/// start, end or goal.
+#[instrument(skip_all, fields(project))]
+async fn touchpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let project = read_project(&state, &headers, &pairs)?;
+    tracing::Span::current().record("project", project.as_str());
+    let filter = filter_query(pairs)?;
+    let rows = with_book(&state, project, move |book, _| {
+        let set = book.journeys(&filter);
+        let mut counts: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
+        for journey in &set.journeys {
+            let mut seen = HashSet::new();
+            for step in &journey.steps {
+                let entry = counts.entry(set.symbols.name(step.touchpoint)).or_insert((0, 0, set.symbols.name(step.channel)));
+                entry.0 += 1;
+                if seen.insert(step.touchpoint) {
+                    entry.1 += 1;
+                }
+            }
+        }
+        let mut rows: Vec<Value> = counts
+            .into_iter()
+            .map(|(name, (events, customers, channel))| json!({"touchpoint": name, "channel": channel, "events": events, "customers": customers}))
+            .collect();
+        rows.sort_by_key(|row| std::cmp::Reverse(row["events"].as_u64()));
+        json!({"customers": set.journeys.len(), "events": set.event_count(), "touchpoints": rows})
+    })
+    .await?;
+    Ok(Json(rows).into_response())
+}
+
+/// One customer's stitched timeline with all identities, traits, sessions and stages.
+#[instrument(skip_all, fields(project, customer = %id))]
+async fn journey(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(pairs): Pairs,
+) -> Result<Response, ApiError> {
+    let project = read_project(&state, &headers, &pairs)?;
+    tracing::Span::current().record("project", project.as_str());
+    let key = IdentityKey::parse(&id);
+    let timeline = with_book(&state, project, move |book, config| {
+        let customer = book.customer(&key)?;
+        let symbols = book.symbols();
+        let steps: Vec<_> = customer
+            .touches
+            .iter()
+            .map(|&index| {
+                let touch = book.touch(index);
+                scribble_domain::journey::Step { at_ms: touch.at_ms, touchpoint: touch.touchpoint, channel: touch.channel, touch: index }
+            })
+            .collect();
+        let sessions = session_numbers(&steps, config.session_gap_ms);
+        let timeline: Vec<Value> = steps
+            .iter()
+            .zip(&sessions)
+            .map(|(step, session)| {
+                let touch = book.touch(step.touch);
+                let touchpoint = symbols.name(touch.touchpoint);
+                let properties: Map<String, Value> = touch
+                    .properties
+                    .iter()
+                    .map(|&(key, value)| (symbols.name(key).to_owned(), Value::from(symbols.name(value))))
+                    .collect();
+                json!({
+                    "event_id": touch.event_id,
+                    "time": format_time(touch.at_ms),
+                    "touchpoint": touchpoint,
+                    "channel": symbols.name(touch.channel),
+                    "direct": touch.direct,
+                    "session": session,
+                    "stage": config.stages.stage_of(touchpoint).map(|stage| config.stages.stage_name(stage)),
+                    "properties": properties,
+                })
+            })
+            .collect();
+        Some(json!({
+            "customer_id": customer.customer_id.0,
+            "identities": customer.identities.iter().map(|key| key.0.as_str()).collect::<Vec<_>>(),
+            "traits": customer.traits,
+            "touchpoints": steps.len(),
+            "sessions": sessions.last().copied().unwrap_or(0),
+            "first_seen": steps.first().map(|step| format_time(step.at_ms)),
+            "last_seen": steps.last().map(|step| format_time(step.at_ms)),
+            "timeline": timeline,
+        }))
+    })
+    .await?;
+    timeline
+        .map(|body| Json(body).into_response())
+        .ok_or(ApiError::UnknownCustomer(id))
+}

@@ -1,0 +1,224 @@
+//! Command-line interface: every flag with its environment variable and default, read once here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Scribble: customer-journey analytics. Collects touchpoints (site visits, emails, chats, forms,
+/// purchases, support, reviews, ads, store visits), stitches them per customer across identities,
+/// and shows the journey as it really is: a scribble with loops, jumps and drop-offs.
+///
+/// Start here: `scribble serve --demo`, then open the URLs it prints.
+#[derive(Debug, Parser)]
+#[command(name = "scribble", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run collector, worker and query API in one process over the embedded queue and store.
+    Serve(ServeArgs),
+    /// Same as `serve --demo`: load a generated data set first, then serve it.
+    Demo(DemoArgs),
+    /// Load an NDJSON or CSV export (CRM, chat logs, email tool) into a running collector.
+    Import(ImportArgs),
+    /// Print the path graph (the scribble) from a running query API.
+    Paths(PathsArgs),
+    /// Print scribble metrics: how linear journeys are, loops, time to conversion.
+    Metrics(MetricsArgs),
+    /// Print one customer's stitched journey.
+    Journey(JourneyArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Where the embedded queue and store keep their files.
+    #[arg(long, env = "SCRIBBLE_DATA_DIR", default_value = "scribble-data")]
+    pub data_dir: PathBuf,
+    /// Address of the collector (POST /v1/events, pixel, click).
+    #[arg(
+        long,
+        env = "SCRIBBLE_COLLECTOR_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub collector_addr: SocketAddr,
+    /// Address of the query API (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
+    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
+    /// Name of the project served.
+    #[arg(long, env = "SCRIBBLE_PROJECT", default_value = "default")]
+    pub project: String,
+    /// Write key of the project (ingest only). Change it before exposing the collector.
+    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = "dev-write-key")]
+    pub write_key: String,
+    /// Read key of the project (reports only). Change it before exposing the API.
+    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
+    pub read_key: String,
+    /// Host that email click links may redirect to (repeat; `*.example.com` allows subdomains).
+    #[arg(
+        long = "redirect-host",
+        env = "SCRIBBLE_REDIRECT_HOSTS",
+        value_delimiter = ','
+    )]
+    pub redirect_hosts: Vec<String>,
+    /// Load the generated demo data set before serving (idempotent: ids are deterministic).
+    #[arg(long)]
+    pub demo: bool,
+    /// Customers in the demo data set.
+    #[arg(long, default_value_t = 10_000)]
+    pub demo_customers: usize,
+    /// Seed of the demo data set: the same seed gives the same journeys.
+    #[arg(long, default_value_t = 7)]
+    pub demo_seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl DemoArgs {
+    pub fn into_serve(self) -> ServeArgs {
+        ServeArgs {
+            demo: true,
+            ..self.serve
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportFormat {
+    /// Decide from the file name: .csv is CSV, anything else NDJSON.
+    Auto,
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// NDJSON (one event per line) or CSV (header row; columns event_id, timestamp, type,
+    /// touchpoint, channel, direct, anonymous_id, user_id, previous_id; `traits.X` columns become
+    /// traits and any other column a property).
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+    pub format: ImportFormat,
+    /// Collector base URL.
+    #[arg(
+        long,
+        env = "SCRIBBLE_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub collector: String,
+    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = "dev-write-key")]
+    pub write_key: String,
+    /// Events per request.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+}
+
+/// Flags every report shares: where the API is, the key, the time range and filters.
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// Query API base URL.
+    #[arg(
+        long,
+        env = "SCRIBBLE_API_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub api: String,
+    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
+    pub read_key: String,
+    /// Only touchpoints at or after this date or RFC 3339 time.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only touchpoints before this date or RFC 3339 time.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only touchpoints with this property value: `--where campaign=fall` (repeat to AND).
+    #[arg(long = "where", value_name = "PROPERTY=VALUE")]
+    pub properties: Vec<String>,
+    /// Only customers with this trait value: `--trait persona=researcher` (repeat to AND).
+    #[arg(long = "trait", value_name = "TRAIT=VALUE")]
+    pub traits: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphView {
+    /// One node per touchpoint, loops and back-edges kept: the scribble.
+    State,
+    /// Step by step, acyclic: the Sankey view.
+    Positional,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphFormat {
+    Table,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub struct PathsArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[arg(long, value_enum, default_value_t = GraphView::State)]
+    pub view: GraphView,
+    /// Follow paths forward from the first time customers hit this touchpoint.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Follow paths backward from the first time customers hit this touchpoint.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Most steps per path.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Keep the N busiest touchpoints per step, group the rest as "other" (0: keep all).
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Merge consecutive repeats of the same touchpoint.
+    #[arg(long)]
+    pub collapse: bool,
+    /// Leave out drop-off nodes.
+    #[arg(long)]
+    pub no_drop_offs: bool,
+    /// Split touchpoints by channel.
+    #[arg(long)]
+    pub by_channel: bool,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Table)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The conversion touchpoint.
+    #[arg(long, default_value = "purchase")]
+    pub goal: String,
+    /// Print the JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JourneyArgs {
+    /// Any identity of the customer: a user id, `u:<user id>` or `a:<anonymous id>`.
+    pub customer: String,
+    /// Query API base URL.
+    #[arg(
+        long,
+        env = "SCRIBBLE_API_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub api: String,
+    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
+    pub read_key: String,
+    /// Print the JSON answer instead of a timeline.
+    #[arg(long)]
+    pub json: bool,
+}

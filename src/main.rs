@@ -6,10 +6,12 @@ mod import;
 mod report;
 mod serve;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -17,7 +19,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the chain of causes on one line, without a backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: cli::Command) -> anyhow::Result<()> {
+    match command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Demo(args) => serve::run(args.into_serve()),
         cli::Command::Import(args) => import::run(args),

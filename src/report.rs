@@ -150,8 +150,8 @@ fn graph_table(graph: &Value) -> String {
             "{:<32} {:<32} {:>10} {:>12} {:>10}\n",
             label(&edge["from"]),
             label(&edge["to"]),
-            edge["customers"],
-            edge["transitions"],
+            edge["customers"].as_u64().unwrap_or(0),
+            edge["transitions"].as_u64().unwrap_or(0),
             median
         ));
     }

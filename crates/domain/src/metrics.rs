@@ -3,7 +3,7 @@
 //! then channel switching, time and touchpoints to the first conversion, and the loops customers
 //! circle in (groups of touchpoints that lead into each other).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
@@ -158,14 +158,37 @@ fn stage_shape(journey: &Journey, stage_by_symbol: &[Option<usize>]) -> (Shape, 
     (shape, backs)
 }
 
-/// Strongly connected groups of touchpoints and the customers circling in each.
+/// Share of customers a transition needs before it can close a loop. Over a whole project
+/// nearly every touchpoint reaches every other through some rare path, which would make one loop
+/// of everything; loops of well-trodden transitions are the ones worth acting on.
+pub const LOOP_MIN_CUSTOMER_SHARE: f64 = 0.10;
+
+/// Strongly connected groups of touchpoints, over transitions made by at least
+/// [`LOOP_MIN_CUSTOMER_SHARE`] of customers, and the customers circling in each.
 fn loops(set: &JourneySet) -> Vec<Loop> {
-    let transitions: HashSet<(Sym, Sym)> = set
-        .journeys
-        .iter()
-        .flat_map(|journey| journey.steps.windows(2))
-        .map(|pair| (pair[0].touchpoint, pair[1].touchpoint))
-        .filter(|(from, to)| from != to)
+    let mut customers_per_transition: HashMap<(Sym, Sym), usize> = HashMap::new();
+    let mut journey_transitions: Vec<(Sym, Sym)> = Vec::new();
+    for journey in &set.journeys {
+        journey_transitions.clear();
+        journey_transitions.extend(
+            journey
+                .steps
+                .windows(2)
+                .map(|pair| (pair[0].touchpoint, pair[1].touchpoint))
+                .filter(|(from, to)| from != to),
+        );
+        journey_transitions.sort_unstable();
+        journey_transitions.dedup();
+        for transition in &journey_transitions {
+            *customers_per_transition.entry(*transition).or_default() += 1;
+        }
+    }
+    let min_customers =
+        ((set.journeys.len() as f64 * LOOP_MIN_CUSTOMER_SHARE).ceil() as usize).max(1);
+    let transitions: Vec<(Sym, Sym)> = customers_per_transition
+        .into_iter()
+        .filter(|&(_, customers)| customers >= min_customers)
+        .map(|(transition, _)| transition)
         .collect();
     let graph = DiGraph::<(), ()>::from_edges(transitions);
     let groups: Vec<Vec<Sym>> = tarjan_scc(&graph)
@@ -387,6 +410,38 @@ mod tests {
         assert_eq!(metrics.days_to_conversion_mean, None);
         let json = serde_json::to_value(&metrics).unwrap();
         assert_eq!(json["days_to_conversion_median"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn rare_transitions_do_not_close_loops() {
+        // 20 customers circle site_visit <-> email_open; one customer alone goes on to
+        // review_read and back to site_visit. At 10% a transition needs 3 of 21 customers, so the
+        // lone detour is left out and review_read stays outside the loop.
+        let mut sequences: Vec<Vec<(&str, &str, i64)>> = (0..20)
+            .map(|_| {
+                vec![
+                    ("site_visit", "web", 0),
+                    ("email_open", "email", 1),
+                    ("site_visit", "web", 2),
+                ]
+            })
+            .collect();
+        sequences.push(vec![
+            ("site_visit", "web", 0),
+            ("review_read", "review", 1),
+            ("site_visit", "web", 2),
+        ]);
+        let metrics = scribble_metrics(
+            &JourneySet::from_sequences(sequences),
+            &StageMap::default(),
+            "purchase",
+        );
+        assert_eq!(metrics.loops.len(), 1);
+        assert_eq!(
+            metrics.loops[0].touchpoints,
+            vec!["email_open", "site_visit"]
+        );
+        assert_eq!(metrics.loops[0].customers, 20);
     }
 
     #[test]

@@ -1,0 +1,261 @@
+//! The `scribble` command line against a running `scribble serve`: `import` of CSV and NDJSON
+//! exports (good rows land in reports, bad rows are reported by row number and field), the report
+//! commands (`paths`, `metrics`, `journey`) and their error on a bad key, and `--help`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+use common::{Server, READ_KEY, WRITE_KEY};
+
+/// Runs the `scribble` binary with `args`; never reads keys or URLs from the environment.
+fn scribble(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scribble"))
+        .args(args)
+        .env_remove("SCRIBBLE_READ_KEY")
+        .env_remove("SCRIBBLE_WRITE_KEY")
+        .env_remove("SCRIBBLE_API_URL")
+        .env_remove("SCRIBBLE_COLLECTOR_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the scribble binary")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// Asserts that the command succeeded and returns its stdout.
+fn success(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout(&output)
+}
+
+fn import(server: &Server, file: &Path) -> String {
+    success(scribble(&[
+        "import",
+        file.to_str().unwrap(),
+        "--collector",
+        &server.collector,
+        "--write-key",
+        WRITE_KEY,
+    ]))
+}
+
+/// The touchpoint names of a journey answer, in timeline order.
+fn timeline(journey: &Value) -> Vec<&str> {
+    journey["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["touchpoint"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
+    let (_guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crm-export.csv");
+    // Row 4 (the fourth data row) has a timestamp that is not RFC 3339. Row 5 carries both ids and
+    // so stitches cookie-c to carl.
+    std::fs::write(
+        &file,
+        "timestamp,touchpoint,channel,anonymous_id,user_id,campaign,traits.persona\n\
+         2026-10-01T09:00:00Z,ad_click,ads,cookie-c,,fall,\n\
+         2026-10-01T09:05:00Z,site_visit,web,cookie-c,,fall,\n\
+         2026-10-02T09:00:00Z,email_open,email,,carl,fall,researcher\n\
+         yesterday,site_visit,web,,carl,,\n\
+         2026-10-02T09:30:00Z,purchase,web,cookie-c,carl,,researcher\n\
+         2026-10-03T09:00:00Z,site_visit,web,cookie-d,,spring,\n",
+    )
+    .unwrap();
+
+    let out = import(&server, &file);
+    assert!(out.contains("imported 5 events, rejected 1 rows"), "{out}");
+    let bad_row = out
+        .lines()
+        .find(|line| line.trim_start().starts_with("row 4:"))
+        .unwrap_or_else(|| panic!("no line about row 4:\n{out}"));
+    assert!(bad_row.contains("timestamp"), "{bad_row}");
+    assert_eq!(
+        out.lines().filter(|line| line.contains("row ")).count(),
+        1,
+        "only row 4 is rejected:\n{out}"
+    );
+
+    let touchpoints = server.wait_until("/v1/touchpoints", |body| body["events"] == 5);
+    assert_eq!(touchpoints["customers"], 2);
+    let journey = server.wait_until("/v1/customers/carl/journey", |body| {
+        body["touchpoints"] == 4
+    });
+    assert_eq!(journey["identities"], json!(["u:carl", "a:cookie-c"]));
+    assert_eq!(
+        timeline(&journey),
+        ["ad_click", "site_visit", "email_open", "purchase"]
+    );
+    assert_eq!(journey["timeline"][0]["channel"], "ads");
+    assert_eq!(
+        journey["timeline"][0]["properties"],
+        json!({"campaign": "fall"})
+    );
+    let (status, fall) = server.get("/v1/touchpoints?prop.campaign=fall");
+    assert_eq!(status, 200, "{fall}");
+    assert_eq!(fall["events"], 3, "the campaign column became a property");
+}
+
+#[test]
+fn ndjson_import_reports_a_line_of_invalid_json_as_a_rejected_row() {
+    let (_guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chat-log.ndjson");
+    let lines = [
+        json!({"timestamp": "2026-10-01T09:00:00Z", "touchpoint": "chat_started", "anonymous_id": "cookie-n"}).to_string(),
+        json!({"timestamp": "2026-10-01T09:03:00Z", "touchpoint": "form_submit", "anonymous_id": "cookie-n"}).to_string(),
+        r#"{"timestamp": "2026-10-01T09:04:00Z", "touchpoint": "#.to_owned(),
+        json!({"type": "identify", "timestamp": "2026-10-01T09:05:00Z", "user_id": "nina", "anonymous_id": "cookie-n", "traits": {"persona": "buyer"}}).to_string(),
+        json!({"timestamp": "2026-10-02T09:00:00Z", "touchpoint": "purchase", "user_id": "nina"}).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let out = import(&server, &file);
+    assert!(out.contains("imported 4 events, rejected 1 rows"), "{out}");
+    let bad_row = out
+        .lines()
+        .find(|line| line.trim_start().starts_with("row 3:"))
+        .unwrap_or_else(|| panic!("no line about row 3:\n{out}"));
+    assert!(bad_row.contains("not JSON"), "{bad_row}");
+
+    server.wait_until("/v1/touchpoints", |body| body["events"] == 3);
+    let journey = server.wait_until("/v1/customers/a:cookie-n/journey", |body| {
+        body["customer_id"] == "u:nina"
+    });
+    assert_eq!(
+        timeline(&journey),
+        ["chat_started", "form_submit", "purchase"]
+    );
+    assert_eq!(journey["traits"], json!({"persona": "buyer"}));
+}
+
+/// A server with two customers: ann (ad click, visit, purchase) and bob (visit, email).
+fn server_with_journeys() -> (tempfile::TempDir, Server) {
+    let (guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let t = |at: &str, touchpoint: &str, who: (&str, &str)| json!({"timestamp": at, "touchpoint": touchpoint, who.0: who.1});
+    let batch = json!({"batch": [
+        t("2026-10-01T09:00:00Z", "ad_click", ("user_id", "ann")),
+        t("2026-10-01T09:05:00Z", "site_visit", ("user_id", "ann")),
+        t("2026-10-02T09:00:00Z", "purchase", ("user_id", "ann")),
+        t("2026-10-01T10:00:00Z", "site_visit", ("anonymous_id", "cookie-b")),
+        t("2026-10-01T10:30:00Z", "email_open", ("anonymous_id", "cookie-b")),
+    ]});
+    let (status, reply) = server.post_events(&batch);
+    assert_eq!(status, 200, "{reply}");
+    server.wait_until("/v1/touchpoints", |body| body["events"] == 5);
+    (guard, server)
+}
+
+/// `--api` and `--read-key` for a report command against `server`.
+fn report_args<'a>(server: &'a Server, key: &'a str) -> [&'a str; 4] {
+    ["--api", &server.api, "--read-key", key]
+}
+
+#[test]
+fn report_commands_print_graphs_metrics_and_journeys() {
+    let (_guard, server) = server_with_journeys();
+    let api = report_args(&server, READ_KEY);
+
+    let mermaid = success(scribble(
+        &[&["paths"], &api[..], &["--format", "mermaid"]].concat(),
+    ));
+    assert!(mermaid.starts_with("flowchart"), "{mermaid}");
+    assert!(mermaid.contains("ad_click"), "{mermaid}");
+
+    let dot = success(scribble(
+        &[&["paths"], &api[..], &["--format", "dot"]].concat(),
+    ));
+    assert!(dot.starts_with("digraph"), "{dot}");
+
+    let table = success(scribble(&[&["paths"], &api[..]].concat()));
+    let header = table.lines().next().unwrap_or_default();
+    assert_eq!(header, "state view, 2 customers", "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("ad_click") && line.contains("site_visit")),
+        "{table}"
+    );
+
+    let metrics = success(scribble(&[&["metrics"], &api[..]].concat()));
+    let conversions = metrics
+        .lines()
+        .find(|line| line.starts_with("conversions"))
+        .unwrap_or_else(|| panic!("no conversions line:\n{metrics}"));
+    assert_eq!(
+        conversions.split_whitespace().collect::<Vec<_>>(),
+        ["conversions", "1"]
+    );
+
+    let journey = success(scribble(&[&["journey", "ann"], &api[..]].concat()));
+    assert!(journey.starts_with("customer u:ann"), "{journey}");
+    let steps: Vec<&str> = journey
+        .lines()
+        .filter(|line| line.starts_with("2026-"))
+        .collect();
+    assert_eq!(steps.len(), 3, "{journey}");
+    for (line, touchpoint) in steps.iter().zip(["ad_click", "site_visit", "purchase"]) {
+        assert!(line.contains(touchpoint), "{touchpoint} in {line}");
+    }
+
+    let anonymous = success(scribble(&[&["journey", "a:cookie-b"], &api[..]].concat()));
+    assert!(anonymous.contains("email_open"), "{anonymous}");
+}
+
+#[test]
+fn report_commands_fail_on_a_bad_read_key() {
+    let (_guard, server) = server_with_journeys();
+    let bad = report_args(&server, "not-the-read-key");
+    let commands: [&[&str]; 4] = [
+        &["paths"],
+        &["paths", "--format", "mermaid"],
+        &["metrics"],
+        &["journey", "ann"],
+    ];
+    for command in commands {
+        let output = scribble(&[command, &bad[..]].concat());
+        assert!(!output.status.success(), "{command:?} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("401") || stderr.contains("not known"),
+            "{command:?}: {stderr}"
+        );
+        assert!(
+            !stdout(&output).contains("flowchart"),
+            "{command:?} printed a report"
+        );
+    }
+}
+
+#[test]
+fn help_describes_serve_and_its_flags() {
+    let top = success(scribble(&["--help"]));
+    assert!(top.contains("--demo"), "{top}");
+    for command in ["serve", "import", "paths", "metrics", "journey"] {
+        assert!(top.contains(command), "{command} in {top}");
+    }
+    let serve = success(scribble(&["serve", "--help"]));
+    for flag in ["--demo", "--data-dir", "--collector-addr", "--api-addr"] {
+        assert!(serve.contains(flag), "{flag} in {serve}");
+    }
+}

@@ -40,6 +40,7 @@ fn main() {
     let batches = env_number("SCRIBBLE_BENCH_INGEST_BATCHES", 3000);
     let customers = env_number("SCRIBBLE_BENCH_CUSTOMERS", 100_000);
     ingestion(batches);
+    worker_drain(batches * BATCH);
     path_graph(customers);
 }
 
@@ -251,6 +252,42 @@ async fn drive(url: &str, bodies: &[bytes::Bytes]) -> f64 {
         client.await.expect("client");
     }
     (bodies.len() * BATCH) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The worker alone: events/s moved from a filled queue into the store (and the journey books).
+fn worker_drain(events: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = bench_dir();
+        let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).expect("store"));
+        let demo = generate(&DemoOptions {
+            customers: events / 9,
+            ..Default::default()
+        });
+        for chunk in demo.chunks(10_000) {
+            queue.append("bench", chunk).await.expect("append");
+        }
+        let started = Instant::now();
+        while scribble_worker::move_batch(
+            &queue,
+            &store,
+            scribble_worker::WorkerConfig::default().batch_size,
+        )
+        .await
+        .expect("batch")
+            > 0
+        {}
+        let rate = demo.len() as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "worker, {} queued events into the store and journey books: {:>10.0} events/s",
+            demo.len(),
+            rate
+        );
+    });
 }
 
 fn median_seconds(runs: usize, mut run: impl FnMut()) -> f64 {

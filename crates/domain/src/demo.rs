@@ -989,7 +989,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::event::{format_time, validate, EventLimits, IdentityKey};
+    use crate::event::{validate, EventLimits, IdentityKey};
     use crate::journey::JourneySet;
     use crate::stitch::{JourneyBook, JourneyFilter};
 
@@ -1116,11 +1116,7 @@ mod tests {
             assert!((demo.start_ms..end_ms).contains(&event.at_ms), "{event:?}");
             assert_eq!(event.received_ms, event.at_ms);
             // Back to the wire shape a sender would post, then through the collector's rules.
-            let mut wire = serde_json::to_value(event).unwrap();
-            let object = wire.as_object_mut().unwrap();
-            object.remove("at_ms");
-            object.remove("received_ms");
-            object.insert("timestamp".into(), format_time(event.at_ms).into());
+            let wire = event.to_wire();
             let len = wire.to_string().len();
             let checked = validate(
                 &wire,

@@ -61,7 +61,9 @@ pub struct Who {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+// Externally tagged (`{"touchpoint": {...}}`) rather than internally: serde decodes that form
+// without buffering, which matters when the worker decodes every queued event.
+#[serde(rename_all = "snake_case")]
 pub enum Body {
     /// One interaction with the brand or about it.
     Touchpoint {
@@ -88,13 +90,47 @@ pub struct Event {
     pub at_ms: i64,
     /// Receive time at the collector, milliseconds since the Unix epoch.
     pub received_ms: i64,
-    #[serde(flatten)]
     pub who: Who,
-    #[serde(flatten)]
     pub body: Body,
 }
 
 impl Event {
+    /// The wire shape a sender would post to get this event: the inverse of [`validate`].
+    pub fn to_wire(&self) -> Value {
+        let mut wire = Map::new();
+        wire.insert("event_id".into(), Value::from(self.event_id.to_string()));
+        wire.insert("timestamp".into(), Value::from(format_time(self.at_ms)));
+        if let Some(anonymous) = &self.who.anonymous_id {
+            wire.insert("anonymous_id".into(), Value::from(anonymous.as_str()));
+        }
+        if let Some(user) = &self.who.user_id {
+            wire.insert("user_id".into(), Value::from(user.as_str()));
+        }
+        match &self.body {
+            Body::Touchpoint {
+                touchpoint,
+                channel,
+                direct,
+                properties,
+            } => {
+                wire.insert("type".into(), Value::from("touchpoint"));
+                wire.insert("touchpoint".into(), Value::from(touchpoint.as_str()));
+                wire.insert("channel".into(), Value::from(channel.as_str()));
+                wire.insert("direct".into(), Value::from(*direct));
+                wire.insert("properties".into(), Value::Object(properties.clone()));
+            }
+            Body::Identify { traits } => {
+                wire.insert("type".into(), Value::from("identify"));
+                wire.insert("traits".into(), Value::Object(traits.clone()));
+            }
+            Body::Alias { previous_id } => {
+                wire.insert("type".into(), Value::from("alias"));
+                wire.insert("previous_id".into(), Value::from(previous_id.as_str()));
+            }
+        }
+        Value::Object(wire)
+    }
+
     /// The identities this event names, as namespaced keys (see [`IdentityKey`]).
     pub fn identities(&self) -> Vec<IdentityKey> {
         let mut keys = Vec::with_capacity(3);
@@ -493,6 +529,12 @@ mod tests {
         .unwrap();
         let text = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
+        let wire = event.to_wire();
+        let len = wire.to_string().len();
+        assert_eq!(
+            validate(&wire, len, NOW, Uuid::max(), &EventLimits::default()),
+            Ok(event.clone())
+        );
         assert_eq!(format_time(event.at_ms), "2026-11-01T10:00:00.000Z");
     }
 

@@ -143,6 +143,11 @@ impl JourneyBook {
         self.seen.len()
     }
 
+    /// Whether an event with this id was added before.
+    pub fn contains(&self, event_id: &Uuid) -> bool {
+        self.seen.contains(event_id)
+    }
+
     pub fn touch_count(&self) -> usize {
         self.touches.len()
     }

@@ -1,9 +1,11 @@
 //! The embedded store. `apply` writes a batch of events and the worker's queue cursor in one
 //! transaction, so a crash between the write and the cursor update cannot happen: after a restart
-//! the worker resumes exactly after the last stored batch, and `INSERT OR IGNORE` on the event id
-//! drops duplicate sends. Only then does the batch enter the in-memory journey books.
+//! the worker resumes exactly after the last stored batch. Duplicate sends are recognised by the
+//! journey books, which hold the id of every stored event (they are rebuilt from the table at
+//! start), so the table is append-only and needs no index. Only after the commit does the batch
+//! enter the books.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -47,9 +49,7 @@ impl EmbeddedStore {
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS events (
                  project TEXT NOT NULL,
-                 event_id TEXT NOT NULL,
-                 body TEXT NOT NULL,
-                 PRIMARY KEY (project, event_id)
+                 body TEXT NOT NULL
              );
              CREATE TABLE IF NOT EXISTS queue_cursor (
                  id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -101,27 +101,36 @@ impl EmbeddedStore {
         events: &[(&str, &Event)],
         through_seq: u64,
     ) -> Result<ApplyOutcome, StoreError> {
-        let mut fresh = Vec::with_capacity(events.len());
+        // Held for the whole apply: deciding what is fresh and storing it must not interleave
+        // with another apply.
+        let mut connection = self.connection.lock();
+        let fresh: Vec<(&str, &Event)> = {
+            let books = self.books.read();
+            let mut in_batch = HashSet::with_capacity(events.len());
+            events
+                .iter()
+                .filter(|(project, event)| {
+                    let stored = books
+                        .get(*project)
+                        .is_some_and(|book| book.contains(&event.event_id));
+                    !stored && in_batch.insert((*project, event.event_id))
+                })
+                .copied()
+                .collect()
+        };
+        let transaction = connection.transaction()?;
         {
-            let mut connection = self.connection.lock();
-            let transaction = connection.transaction()?;
-            {
-                let mut insert = transaction.prepare_cached(
-                    "INSERT OR IGNORE INTO events (project, event_id, body) VALUES (?1, ?2, ?3)",
-                )?;
-                for &(project, event) in events {
-                    let body = serde_json::to_string(event)?;
-                    if insert.execute(params![project, event.event_id.to_string(), body])? == 1 {
-                        fresh.push((project, event));
-                    }
-                }
+            let mut insert =
+                transaction.prepare_cached("INSERT INTO events (project, body) VALUES (?1, ?2)")?;
+            for &(project, event) in &fresh {
+                insert.execute(params![project, serde_json::to_string(event)?])?;
             }
-            transaction.execute(
-                "UPDATE queue_cursor SET seq = ?1 WHERE id = 1",
-                params![through_seq],
-            )?;
-            transaction.commit()?;
         }
+        transaction.execute(
+            "UPDATE queue_cursor SET seq = ?1 WHERE id = 1",
+            params![through_seq],
+        )?;
+        transaction.commit()?;
         {
             let mut books = self.books.write();
             for &(project, event) in &fresh {
@@ -132,6 +141,7 @@ impl EmbeddedStore {
             }
         }
         self.cursor.store(through_seq, Ordering::Release);
+        drop(connection);
         Ok(ApplyOutcome {
             stored: fresh.len(),
             duplicates: events.len() - fresh.len(),

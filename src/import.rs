@@ -1,5 +1,5 @@
 //! `scribble import FILE`: sends an NDJSON or CSV export to a running collector in batches, with
-//! a progress bar, and ends with a summary of rejected rows (row number, field, reason).
+//! a progress bar, and ends with a summary of rejected events (file line, field, reason).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -10,11 +10,12 @@ use serde_json::{Map, Value};
 
 use crate::cli::{ImportArgs, ImportFormat};
 
-/// Most rejected rows listed in the summary; the rest are counted.
+/// Most rejections listed in the summary; the rest are counted.
 const LISTED_REJECTIONS: usize = 20;
 
-/// One row of the file, as an event in the collector's wire shape, or why it could not be read.
-type Row = Result<Value, String>;
+/// One event to send: the line of the file it came from, and the event in the collector's wire
+/// shape or why that line could not be read.
+type Row = (usize, Result<Value, String>);
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let format = match args.format {
@@ -40,26 +41,21 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let url = format!("{}/v1/events", args.collector.trim_end_matches('/'));
     let progress = indicatif::ProgressBar::new(rows.len() as u64).with_style(
         indicatif::ProgressStyle::with_template(
-            "importing {bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+            "importing {bar:40} {pos}/{len} events ({per_sec}, {eta} left)",
         )
         .expect("template"),
     );
     let mut summary = Summary::default();
-    let numbered: Vec<(usize, Row)> = rows
-        .into_iter()
-        .enumerate()
-        .map(|(index, row)| (index + 1, row))
-        .collect();
-    for chunk in numbered.chunks(args.batch) {
-        let mut sent_rows = Vec::new();
+    for chunk in rows.chunks(args.batch) {
+        let mut sent_lines = Vec::new();
         let mut batch = Vec::new();
-        for (row_number, row) in chunk {
+        for (line, row) in chunk {
             match row {
                 Ok(event) => {
-                    sent_rows.push(*row_number);
+                    sent_lines.push(*line);
                     batch.push(event.clone());
                 }
-                Err(reason) => summary.reject(*row_number, "row", reason),
+                Err(reason) => summary.reject(*line, "event", reason),
             }
         }
         if !batch.is_empty() {
@@ -68,7 +64,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                 &url,
                 &args.write_key,
                 &batch,
-                &sent_rows,
+                &sent_lines,
                 &mut summary,
             )?;
         }
@@ -84,7 +80,7 @@ fn send(
     url: &str,
     write_key: &str,
     batch: &[Value],
-    rows: &[usize],
+    lines: &[usize],
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let response = client
@@ -121,7 +117,7 @@ fn send(
             .get("reason")
             .and_then(Value::as_str)
             .unwrap_or("rejected");
-        summary.reject(rows.get(index).copied().unwrap_or(0), field, reason);
+        summary.reject(lines.get(index).copied().unwrap_or(0), field, reason);
     }
     Ok(())
 }
@@ -134,16 +130,17 @@ struct Summary {
 }
 
 impl Summary {
-    fn reject(&mut self, row: usize, field: &str, reason: &str) {
+    fn reject(&mut self, line: usize, field: &str, reason: &str) {
         self.rejected += 1;
         if self.listed.len() < LISTED_REJECTIONS {
-            self.listed.push(format!("  row {row}: {field}: {reason}"));
+            self.listed
+                .push(format!("  line {line}: {field}: {reason}"));
         }
     }
 
     fn print(&self) {
         println!(
-            "imported {} events, rejected {} rows",
+            "imported {} events, rejected {}",
             self.accepted, self.rejected
         );
         for line in &self.listed {
@@ -158,14 +155,14 @@ impl Summary {
 fn read_ndjson(path: &Path) -> anyhow::Result<Vec<Row>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut rows = Vec::new();
-    for line in BufReader::new(file).lines() {
+    for (index, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        rows.push(
-            serde_json::from_str::<Value>(&line).map_err(|error| format!("not JSON: {error}")),
-        );
+        let event =
+            serde_json::from_str::<Value>(&line).map_err(|error| format!("not JSON: {error}"));
+        rows.push((index + 1, event));
     }
     Ok(rows)
 }
@@ -191,19 +188,33 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Row>> {
         .with_context(|| format!("{} has no header row", path.display()))?
         .clone();
     let mut rows = Vec::new();
+    let mut line = 1;
     for record in reader.records() {
-        rows.push(
-            record
-                .map_err(|error| format!("not CSV: {error}"))
-                .map(|record| csv_event(&headers, &record)),
-        );
+        line += 1;
+        match record {
+            Ok(record) => {
+                line = record
+                    .position()
+                    .map_or(line, |position| position.line() as usize);
+                rows.extend(
+                    csv_events(&headers, &record)
+                        .into_iter()
+                        .map(|event| (line, event)),
+                );
+            }
+            Err(error) => rows.push((line, Err(format!("not CSV: {error}")))),
+        }
     }
     Ok(rows)
 }
 
 /// Turns one CSV record into the wire shape. Empty cells are left out; numbers and booleans in
-/// property columns become JSON numbers and booleans.
-fn csv_event(headers: &csv::StringRecord, record: &csv::StringRecord) -> Value {
+/// property columns become JSON numbers and booleans. Traits on a touchpoint row travel in an
+/// identify event sent with it, since only identify events carry traits.
+fn csv_events(
+    headers: &csv::StringRecord,
+    record: &csv::StringRecord,
+) -> Vec<Result<Value, String>> {
     let mut event = Map::new();
     let mut properties = Map::new();
     let mut traits = Map::new();
@@ -234,10 +245,31 @@ fn csv_event(headers: &csv::StringRecord, record: &csv::StringRecord) -> Value {
     if !properties.is_empty() {
         event.insert("properties".into(), Value::Object(properties));
     }
-    if !traits.is_empty() {
-        event.insert("traits".into(), Value::Object(traits));
+    let is_identify = event.get("type").and_then(Value::as_str) == Some("identify");
+    if traits.is_empty() || is_identify {
+        if !traits.is_empty() {
+            event.insert("traits".into(), Value::Object(traits));
+        }
+        return vec![Ok(Value::Object(event))];
     }
-    Value::Object(event)
+    if !event.contains_key("user_id") {
+        return vec![
+            Ok(Value::Object(event)),
+            Err(
+                "traits.* columns need a user_id on the row: traits belong to a known customer"
+                    .into(),
+            ),
+        ];
+    }
+    let mut identify = Map::new();
+    identify.insert("type".into(), Value::from("identify"));
+    for field in ["timestamp", "user_id", "anonymous_id"] {
+        if let Some(value) = event.get(field) {
+            identify.insert(field.into(), value.clone());
+        }
+    }
+    identify.insert("traits".into(), Value::Object(traits));
+    vec![Ok(Value::Object(event)), Ok(Value::Object(identify))]
 }
 
 fn typed(cell: &str) -> Value {
@@ -252,9 +284,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn record(cells: &[&str]) -> csv::StringRecord {
+        csv::StringRecord::from(cells.to_vec())
+    }
+
     #[test]
-    fn csv_columns_map_to_fields_traits_and_typed_properties() {
-        let headers = csv::StringRecord::from(vec![
+    fn csv_columns_map_to_fields_typed_properties_and_an_identify_for_traits() {
+        let headers = record(&[
             "timestamp",
             "touchpoint",
             "user_id",
@@ -264,7 +300,7 @@ mod tests {
             "traits.persona",
             "note",
         ]);
-        let record = csv::StringRecord::from(vec![
+        let row = record(&[
             "2026-11-01T10:00:00Z",
             "purchase",
             "u1",
@@ -275,11 +311,41 @@ mod tests {
             "",
         ]);
         assert_eq!(
-            csv_event(&headers, &record),
-            json!({
-                "timestamp": "2026-11-01T10:00:00Z", "touchpoint": "purchase", "user_id": "u1", "direct": false,
-                "properties": {"value": 99.5, "campaign": "fall"}, "traits": {"persona": "buyer"}
-            })
+            csv_events(&headers, &row),
+            vec![
+                Ok(json!({
+                    "timestamp": "2026-11-01T10:00:00Z", "touchpoint": "purchase", "user_id": "u1", "direct": false,
+                    "properties": {"value": 99.5, "campaign": "fall"}
+                })),
+                Ok(json!({
+                    "type": "identify", "timestamp": "2026-11-01T10:00:00Z", "user_id": "u1",
+                    "traits": {"persona": "buyer"}
+                })),
+            ]
         );
+    }
+
+    #[test]
+    fn csv_identify_rows_keep_traits_and_anonymous_rows_cannot_carry_them() {
+        let headers = record(&[
+            "type",
+            "user_id",
+            "anonymous_id",
+            "touchpoint",
+            "traits.persona",
+        ]);
+        let identify = csv_events(&headers, &record(&["identify", "u1", "", "", "buyer"]));
+        assert_eq!(
+            identify,
+            vec![Ok(
+                json!({"type": "identify", "user_id": "u1", "traits": {"persona": "buyer"}})
+            )]
+        );
+        let anonymous = csv_events(&headers, &record(&["", "", "c1", "site_visit", "buyer"]));
+        assert_eq!(
+            anonymous[0],
+            Ok(json!({"anonymous_id": "c1", "touchpoint": "site_visit"}))
+        );
+        assert!(anonymous[1].as_ref().unwrap_err().contains("user_id"));
     }
 }

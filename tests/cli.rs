@@ -67,8 +67,9 @@ fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
     let server = Server::start(&data_dir);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("crm-export.csv");
-    // Row 4 (the fourth data row) has a timestamp that is not RFC 3339. Row 5 carries both ids and
-    // so stitches cookie-c to carl.
+    // Line 5 (the fourth data row) has a timestamp that is not RFC 3339. Line 6 carries both ids
+    // and so stitches cookie-c to carl. Lines 4 and 6 have a user id and a persona, so each also
+    // sends an identify carrying the trait.
     std::fs::write(
         &file,
         "timestamp,touchpoint,channel,anonymous_id,user_id,campaign,traits.persona\n\
@@ -82,16 +83,18 @@ fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
     .unwrap();
 
     let out = import(&server, &file);
-    assert!(out.contains("imported 5 events, rejected 1 rows"), "{out}");
+    assert!(out.contains("imported 7 events, rejected 1"), "{out}");
     let bad_row = out
         .lines()
-        .find(|line| line.trim_start().starts_with("row 4:"))
-        .unwrap_or_else(|| panic!("no line about row 4:\n{out}"));
+        .find(|line| line.trim_start().starts_with("line 5:"))
+        .unwrap_or_else(|| panic!("no line about line 5:\n{out}"));
     assert!(bad_row.contains("timestamp"), "{bad_row}");
     assert_eq!(
-        out.lines().filter(|line| line.contains("row ")).count(),
+        out.lines()
+            .filter(|line| line.trim_start().starts_with("line "))
+            .count(),
         1,
-        "only row 4 is rejected:\n{out}"
+        "only line 5 is rejected:\n{out}"
     );
 
     let touchpoints = server.wait_until("/v1/touchpoints", |body| body["events"] == 5);
@@ -100,6 +103,7 @@ fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
         body["touchpoints"] == 4
     });
     assert_eq!(journey["identities"], json!(["u:carl", "a:cookie-c"]));
+    assert_eq!(journey["traits"], json!({"persona": "researcher"}));
     assert_eq!(
         timeline(&journey),
         ["ad_click", "site_visit", "email_open", "purchase"]
@@ -120,7 +124,9 @@ fn ndjson_import_reports_a_line_of_invalid_json_as_a_rejected_row() {
     let server = Server::start(&data_dir);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("chat-log.ndjson");
+    // Line 1 is blank; the broken event is on line 4 of the file.
     let lines = [
+        String::new(),
         json!({"timestamp": "2026-10-01T09:00:00Z", "touchpoint": "chat_started", "anonymous_id": "cookie-n"}).to_string(),
         json!({"timestamp": "2026-10-01T09:03:00Z", "touchpoint": "form_submit", "anonymous_id": "cookie-n"}).to_string(),
         r#"{"timestamp": "2026-10-01T09:04:00Z", "touchpoint": "#.to_owned(),
@@ -130,11 +136,11 @@ fn ndjson_import_reports_a_line_of_invalid_json_as_a_rejected_row() {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
 
     let out = import(&server, &file);
-    assert!(out.contains("imported 4 events, rejected 1 rows"), "{out}");
+    assert!(out.contains("imported 4 events, rejected 1"), "{out}");
     let bad_row = out
         .lines()
-        .find(|line| line.trim_start().starts_with("row 3:"))
-        .unwrap_or_else(|| panic!("no line about row 3:\n{out}"));
+        .find(|line| line.trim_start().starts_with("line 4:"))
+        .unwrap_or_else(|| panic!("no line about line 4:\n{out}"));
     assert!(bad_row.contains("not JSON"), "{bad_row}");
 
     server.wait_until("/v1/touchpoints", |body| body["events"] == 3);

@@ -119,14 +119,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("demo data queued; try: curl -H 'Authorization: Bearer {}' 'http://{api_addr}/v1/paths?format=mermaid'", args.read_key);
     }
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
+    stop_requested().await?;
     info!("shutting down");
     stop.send_replace(true);
     collector.await??;
     api.await??;
     worker.await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
+async fn stop_requested() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot listen for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
     Ok(())
 }
 

@@ -83,3 +83,21 @@ fn acknowledged_events_survive_kill_9_and_restart() {
         assert_eq!(stored.len(), 100, "{customer}: every event once");
     }
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_the_data_stays() {
+    let (_guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"touchpoint": "site_visit", "anonymous_id": format!("visitor-{}", i % 3)}))
+        .collect();
+    let (status, reply) = server.post_events(&Value::Array(events));
+    assert_eq!(status, 200, "{reply}");
+    server.wait_until("/v1/touchpoints", |body| body["events"] == 10);
+    let exit = server.terminate();
+    assert!(exit.success(), "scribble exited with {exit} on SIGTERM");
+    let restarted = Server::start(&data_dir);
+    let (_, body) = restarted.get("/v1/touchpoints");
+    assert_eq!(body["events"], 10);
+    assert_eq!(body["customers"], 3);
+}

@@ -33,7 +33,8 @@ impl Default for EventLimits {
     }
 }
 
-/// Why an event was rejected: the field and a sentence about what to change.
+/// Why a value was refused (an event, or a project setting such as stages): the field and a
+/// sentence about what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[error("{field}: {reason}")]
 pub struct FieldError {

@@ -64,6 +64,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub redirect_hosts: Vec<String>,
+    /// JSON file listing several projects, each with its own keys and redirect hosts:
+    /// `{"projects": [{"name", "write_keys": [..], "read_keys": [..], "redirect_hosts": [..]}]}`.
+    /// Replaces --project, --write-key, --read-key and --redirect-host.
+    #[arg(long, env = "SCRIBBLE_PROJECTS_FILE")]
+    pub projects_file: Option<PathBuf>,
     /// Load the generated demo data set before serving (idempotent: ids are deterministic).
     #[arg(long)]
     pub demo: bool,

@@ -28,20 +28,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-fn projects(args: &ServeArgs) -> Projects {
-    if args.write_key == "dev-write-key" || args.read_key == "dev-read-key" {
-        warn!(
-            "using the development keys; set --write-key and --read-key before exposing Scribble"
-        );
-    }
-    Projects {
-        projects: vec![Project {
-            name: args.project.clone(),
-            write_keys: vec![args.write_key.clone()],
-            read_keys: vec![args.read_key.clone()],
-            redirect_hosts: args.redirect_hosts.clone(),
-        }],
-    }
+/// The projects served: from `--projects-file` when given, else the one project of the flags.
+fn projects(args: &ServeArgs) -> anyhow::Result<Projects> {
+    let projects = match &args.projects_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the projects file {}", path.display()))?;
+            serde_json::from_str::<Projects>(&text).with_context(|| {
+                format!(
+                    "{} is not a projects file (see README, Projects)",
+                    path.display()
+                )
+            })?
+        }
+        None => {
+            if args.write_key == "dev-write-key" || args.read_key == "dev-read-key" {
+                warn!("using the development keys; set --write-key and --read-key before exposing Scribble");
+            }
+            Projects {
+                projects: vec![Project {
+                    name: args.project.clone(),
+                    write_keys: vec![args.write_key.clone()],
+                    read_keys: vec![args.read_key.clone()],
+                    redirect_hosts: args.redirect_hosts.clone(),
+                }],
+            }
+        }
+    };
+    projects
+        .check()
+        .context("the project settings cannot be served")?;
+    Ok(projects)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -60,7 +77,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .context("cannot open the embedded store")?;
     let store = Arc::new(store);
-    let projects = projects(&args);
+    let projects = projects(&args)?;
+    // The demo data set goes to the first project.
+    let demo_project = projects.projects[0].name.clone();
 
     let (stop, stopped) = watch::channel(false);
     let shutdown = move || {
@@ -115,7 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!(%collector_addr, %api_addr, data_dir = %args.data_dir.display(), "scribble serving");
 
     if args.demo {
-        load_demo(&queue, &args).await?;
+        load_demo(&queue, &demo_project, &args).await?;
         println!("demo data queued; try: curl -H 'Authorization: Bearer {}' 'http://{api_addr}/v1/paths?format=mermaid'", args.read_key);
     }
 
@@ -139,8 +158,8 @@ async fn stop_requested() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Queues the demo data set. Ids are derived from the seed, so loading twice stores it once.
-async fn load_demo(queue: &EmbeddedQueue, args: &ServeArgs) -> anyhow::Result<()> {
+/// Queues the demo data set into `project`. Ids are derived from the seed, so loading twice stores it once.
+async fn load_demo(queue: &EmbeddedQueue, project: &str, args: &ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let today_ms = chrono::Utc::now()
         .date_naive()
@@ -163,7 +182,7 @@ async fn load_demo(queue: &EmbeddedQueue, args: &ServeArgs) -> anyhow::Result<()
             .expect("template"),
     );
     for chunk in events.chunks(DEMO_CHUNK) {
-        queue.append(&args.project, chunk).await?;
+        queue.append(project, chunk).await?;
         progress.inc(chunk.len() as u64);
     }
     progress.finish();

@@ -265,3 +265,69 @@ fn help_describes_serve_and_its_flags() {
         assert!(serve.contains(flag), "{flag} in {serve}");
     }
 }
+
+#[test]
+fn projects_file_serves_several_projects_apart_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("projects.json");
+    std::fs::write(
+        &file,
+        json!({"projects": [
+            {"name": "shop", "write_keys": ["shop-write-key"], "read_keys": ["shop-read-key"]},
+            {"name": "blog", "write_keys": ["blog-write-key"], "read_keys": ["blog-read-key"]}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let (_guard, data_dir) = common::data_dir();
+    let server = Server::start_with(&data_dir, &["--projects-file", file.to_str().unwrap()]);
+    let http = reqwest::blocking::Client::new();
+    let reply = http
+        .post(format!("{}/v1/events", server.collector))
+        .bearer_auth("shop-write-key")
+        .json(&json!({"touchpoint": "site_visit", "anonymous_id": "c1"}))
+        .send()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let touchpoints = |key: &str| -> Value {
+        http.get(format!("{}/v1/touchpoints", server.api))
+            .bearer_auth(key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while touchpoints("shop-read-key")["events"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shop never saw its event"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(touchpoints("blog-read-key")["events"], 0);
+
+    std::fs::write(
+        &file,
+        json!({"projects": [{"name": "shop", "write_keys": ["same-key-twice"], "read_keys": ["same-key-twice"]}]})
+            .to_string(),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_scribble"))
+        .args([
+            "serve",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--projects-file",
+        ])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("projects[0].read_keys[0]"), "{stderr}");
+}

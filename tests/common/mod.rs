@@ -22,8 +22,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `scribble serve` over `data_dir` and waits until both listeners are up.
+    /// Starts `scribble serve` over `data_dir` with the test keys and waits until both
+    /// listeners are up.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(
+            data_dir,
+            &[
+                "--write-key",
+                WRITE_KEY,
+                "--read-key",
+                READ_KEY,
+                "--redirect-host",
+                "shop.example",
+            ],
+        )
+    }
+
+    /// Starts `scribble serve` over `data_dir` with `project_args` choosing the projects.
+    pub fn start_with(data_dir: &Path, project_args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_scribble"))
             .args([
                 "serve",
@@ -34,14 +50,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--write-key",
-                WRITE_KEY,
-                "--read-key",
-                READ_KEY,
-                "--redirect-host",
-                "shop.example",
-            ])
+            .args(project_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,7 +1,11 @@
 //! Projects: the tenants of one Scribble. Each has write keys (ingest only), read keys (reports
 //! only) and the hosts its click-tracking links may redirect to.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
+
+use crate::event::FieldError;
 
 /// One project's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +38,45 @@ pub struct Projects {
 }
 
 impl Projects {
+    /// Checks that the set can be served: at least one project, unique non-empty names, and
+    /// every key non-empty and used once (a key shared by two projects or two roles would make
+    /// it ambiguous whose data it reads or writes).
+    pub fn check(&self) -> Result<(), FieldError> {
+        if self.projects.is_empty() {
+            return Err(FieldError::new("projects", "list at least one project"));
+        }
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for (index, project) in self.projects.iter().enumerate() {
+            if project.name.trim().is_empty() || !names.insert(project.name.as_str()) {
+                return Err(FieldError::new(
+                    format!("projects[{index}].name"),
+                    "must be non-empty and unique",
+                ));
+            }
+            if project.write_keys.is_empty() || project.read_keys.is_empty() {
+                return Err(FieldError::new(
+                    format!("projects[{index}]"),
+                    "needs at least one write key and one read key",
+                ));
+            }
+            for (role, list) in [
+                ("write_keys", &project.write_keys),
+                ("read_keys", &project.read_keys),
+            ] {
+                for (position, key) in list.iter().enumerate() {
+                    if key.len() < 8 || !keys.insert(key.as_str()) {
+                        return Err(FieldError::new(
+                            format!("projects[{index}].{role}[{position}]"),
+                            "keys must be at least 8 characters and used only once across all projects and roles",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn by_write_key(&self, key: &str) -> Option<&Project> {
         self.projects
             .iter()
@@ -75,6 +118,38 @@ mod tests {
         );
         assert!(projects.by_read_key("w1").is_none());
         assert!(projects.by_write_key("r1").is_none());
+    }
+
+    #[test]
+    fn project_sets_with_ambiguous_keys_or_names_are_refused() {
+        let valid = || Projects {
+            projects: vec![Project {
+                write_keys: vec!["write-key-1".into()],
+                read_keys: vec!["read-key-1".into()],
+                ..shop()
+            }],
+        };
+        assert_eq!(valid().check(), Ok(()));
+        assert_eq!(Projects::default().check().unwrap_err().field, "projects");
+        let mut shared = valid();
+        shared.projects[0].read_keys = vec!["write-key-1".into()];
+        assert_eq!(
+            shared.check().unwrap_err().field,
+            "projects[0].read_keys[0]"
+        );
+        let mut twins = valid();
+        twins.projects.push(Project {
+            write_keys: vec!["write-key-2".into()],
+            read_keys: vec!["read-key-2".into()],
+            ..shop()
+        });
+        assert_eq!(twins.check().unwrap_err().field, "projects[1].name");
+        let mut short = valid();
+        short.projects[0].write_keys = vec!["w".into()];
+        assert_eq!(
+            short.check().unwrap_err().field,
+            "projects[0].write_keys[0]"
+        );
     }
 
     #[test]

@@ -212,6 +212,13 @@ pub fn filter_query(pairs: Vec<(String, String)>) -> Result<JourneyFilter, ApiEr
     Ok(filter)
 }
 
+/// Checks that a report without parameters (a customer's journey) got none but the key.
+pub fn no_parameters(pairs: Vec<(String, String)>) -> Result<(), ApiError> {
+    let mut pairs = Pairs(pairs);
+    pairs.take("key");
+    pairs.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,7 +25,7 @@ use tower_http::cors::CorsLayer;
 use tracing::instrument;
 
 use crate::error::ApiError;
-use crate::params::{filter_query, metrics_query, path_query, Format, View};
+use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format, View};
 
 /// Settings of the query API, loaded once at start.
 #[derive(Debug, Clone)]
@@ -75,36 +76,47 @@ pub async fn serve(
         .await
 }
 
-/// The project a request may read: its key comes from `Authorization: Bearer`, `X-Read-Key`
-/// or the `key` query parameter (so a dashboard link can carry it).
-fn read_project(
-    state: &AppState,
-    headers: &HeaderMap,
-    pairs: &[(String, String)],
-) -> Result<String, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let header_key = headers
-        .get("x-read-key")
-        .and_then(|value| value.to_str().ok());
-    let query_key = pairs
-        .iter()
-        .find(|(name, _)| name == "key")
-        .map(|(_, value)| value.as_str());
-    let key = bearer
-        .or(header_key)
-        .or(query_key)
-        .ok_or(ApiError::MissingKey)?
-        .trim();
-    if let Some(project) = state.config.projects.by_read_key(key) {
-        return Ok(project.name.clone());
+/// The project a request may read, from its read key: `Authorization: Bearer`, `X-Read-Key`,
+/// or the `key` query parameter (so a dashboard link can carry it). Records the project on the
+/// handler's span.
+struct Reader {
+    project: String,
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let header_key = headers
+            .get("x-read-key")
+            .and_then(|value| value.to_str().ok());
+        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|error| ApiError::invalid("query", error.body_text()))?;
+        let query_key = pairs
+            .iter()
+            .find(|(name, _)| name == "key")
+            .map(|(_, value)| value.as_str());
+        let key = bearer
+            .or(header_key)
+            .or(query_key)
+            .ok_or(ApiError::MissingKey)?
+            .trim();
+        if let Some(project) = state.config.projects.by_read_key(key) {
+            tracing::Span::current().record("project", project.name.as_str());
+            return Ok(Self {
+                project: project.name.clone(),
+            });
+        }
+        if state.config.projects.by_write_key(key).is_some() {
+            return Err(ApiError::WriteKeyOnReadApi);
+        }
+        Err(ApiError::UnknownKey)
     }
-    if state.config.projects.by_write_key(key).is_some() {
-        return Err(ApiError::WriteKeyOnReadApi);
-    }
-    Err(ApiError::UnknownKey)
 }
 
 /// Runs `report` over the project's journey book on a blocking thread.
@@ -123,11 +135,10 @@ async fn with_book<R: Send + 'static>(
 #[instrument(skip_all, fields(project))]
 async fn paths(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = read_project(&state, &headers, &pairs)?;
-    tracing::Span::current().record("project", project.as_str());
+    let project = reader.project;
     let query = path_query(pairs)?;
     let (view, options, format) = (query.view, query.options, query.format);
     let graph = with_book(&state, project, move |book, _| {
@@ -156,11 +167,10 @@ async fn paths(
 #[instrument(skip_all, fields(project))]
 async fn metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = read_project(&state, &headers, &pairs)?;
-    tracing::Span::current().record("project", project.as_str());
+    let project = reader.project;
     let query = metrics_query(pairs)?;
     let metrics = with_book(&state, project, move |book, config| {
         scribble_metrics(&book.journeys(&query.filter), &config.stages, &query.goal)
@@ -174,11 +184,10 @@ async fn metrics(
 #[instrument(skip_all, fields(project))]
 async fn touchpoints(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = read_project(&state, &headers, &pairs)?;
-    tracing::Span::current().record("project", project.as_str());
+    let project = reader.project;
     let filter = filter_query(pairs)?;
     let rows = with_book(&state, project, move |book, _| {
         let set = book.journeys(&filter);
@@ -208,12 +217,12 @@ async fn touchpoints(
 #[instrument(skip_all, fields(project, customer = %id))]
 async fn journey(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    reader: Reader,
     Path(id): Path<String>,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = read_project(&state, &headers, &pairs)?;
-    tracing::Span::current().record("project", project.as_str());
+    let project = reader.project;
+    no_parameters(pairs)?;
     let key = IdentityKey::parse(&id);
     let timeline = with_book(&state, project, move |book, config| {
         let customer = book.customer(&key)?;

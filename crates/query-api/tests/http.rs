@@ -523,6 +523,7 @@ async fn unknown_or_malformed_parameters_are_400_naming_the_parameter() {
         ("/v1/touchpoints?persona=researcher", "persona"),
         ("/v1/touchpoints?from=last%20week", "from"),
         ("/v1/touchpoints?from=2026-11-04&to=2026-11-02", "to"),
+        ("/v1/customers/a:cookie-a/journey?from=2026-11-01", "from"),
     ];
     for (path, parameter) in cases {
         let (status, body) = api.get_with(SHOP_READ, path).await;

@@ -121,7 +121,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         collector_router,
         shutdown(),
     ));
-    let api_router = scribble_query_api::router(Arc::new(ApiConfig::new(projects)), store.clone());
+    let api_router =
+        scribble_query_api::router(Arc::new(ApiConfig::new(projects)), Arc::new(store.clone()));
     let api = tokio::spawn(scribble_query_api::serve(
         api_listener,
         api_router,

@@ -69,19 +69,20 @@ impl JourneySet {
 }
 
 /// Splits a journey into sessions: a new session starts after more than `gap_ms` of inactivity.
-/// Returns the session number (from 1) of each step.
-pub fn session_numbers(steps: &[Step], gap_ms: i64) -> Vec<u32> {
-    let mut numbers = Vec::with_capacity(steps.len());
+/// Takes the event times in journey order; returns the session number (from 1) of each.
+pub fn session_numbers(times: impl IntoIterator<Item = i64>, gap_ms: i64) -> Vec<u32> {
     let mut session = 0;
     let mut previous: Option<i64> = None;
-    for step in steps {
-        if previous.is_none_or(|at| step.at_ms - at > gap_ms) {
-            session += 1;
-        }
-        numbers.push(session);
-        previous = Some(step.at_ms);
-    }
-    numbers
+    times
+        .into_iter()
+        .map(|at_ms| {
+            if previous.is_none_or(|at| at_ms - at > gap_ms) {
+                session += 1;
+            }
+            previous = Some(at_ms);
+            session
+        })
+        .collect()
 }
 
 /// Thirty minutes, the default session gap.
@@ -101,7 +102,8 @@ mod tests {
             ("d", "web", 71 * minute),
             ("e", "web", 100 * minute),
         ]]);
-        let numbers = session_numbers(&set.journeys[0].steps, DEFAULT_SESSION_GAP_MS);
+        let times = set.journeys[0].steps.iter().map(|step| step.at_ms);
+        let numbers = session_numbers(times, DEFAULT_SESSION_GAP_MS);
         assert_eq!(numbers, vec![1, 1, 1, 2, 2]);
     }
 }

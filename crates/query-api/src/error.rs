@@ -23,6 +23,8 @@ pub enum ApiError {
         "no customer has the identity {0:?}; identities look like u:<user id> or a:<anonymous id>"
     )]
     UnknownCustomer(String),
+    #[error("the store cannot be read right now ({0}); try again shortly")]
+    StoreUnavailable(String),
     #[error("the report could not be computed: {0}")]
     Internal(String),
 }
@@ -41,6 +43,7 @@ impl ApiError {
             Self::WriteKeyOnReadApi => (StatusCode::FORBIDDEN, "wrong_key_kind"),
             Self::InvalidParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
+            Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -52,12 +55,21 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+impl From<scribble_store::StoreError> for ApiError {
+    fn from(error: scribble_store::StoreError) -> Self {
+        Self::StoreUnavailable(error.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let mut body = json!({"error": code, "message": self.to_string()});
         if let Self::InvalidParameter { name, .. } = &self {
             body["parameter"] = json!(name);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], Json(body)).into_response();
         }
         (status, Json(body)).into_response()
     }

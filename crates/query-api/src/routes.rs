@@ -18,9 +18,8 @@ use scribble_domain::paths::{positional_graph, state_graph};
 use scribble_domain::project::Projects;
 use scribble_domain::render::{to_dot, to_mermaid};
 use scribble_domain::stages::StageMap;
-use scribble_domain::stitch::JourneyBook;
-use scribble_store::EmbeddedStore;
-use serde_json::{json, Map, Value};
+use scribble_store::JourneyStore;
+use serde_json::{json, Value};
 use tower_http::cors::CorsLayer;
 use tracing::instrument;
 
@@ -48,13 +47,13 @@ impl ApiConfig {
 #[derive(Clone)]
 struct AppState {
     config: Arc<ApiConfig>,
-    store: Arc<EmbeddedStore>,
+    store: Arc<dyn JourneyStore>,
 }
 
 type Pairs = Query<Vec<(String, String)>>;
 
 /// The query API's routes over `store`.
-pub fn router(config: Arc<ApiConfig>, store: Arc<EmbeddedStore>) -> Router {
+pub fn router(config: Arc<ApiConfig>, store: Arc<dyn JourneyStore>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/paths", get(paths))
@@ -119,17 +118,11 @@ impl FromRequestParts<AppState> for Reader {
     }
 }
 
-/// Runs `report` over the project's journey book on a blocking thread.
-async fn with_book<R: Send + 'static>(
-    state: &AppState,
-    project: String,
-    report: impl FnOnce(&JourneyBook, &ApiConfig) -> R + Send + 'static,
+/// Runs a CPU-heavy report off the async threads.
+async fn compute<R: Send + 'static>(
+    report: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, ApiError> {
-    let (store, config) = (state.store.clone(), state.config.clone());
-    Ok(
-        tokio::task::spawn_blocking(move || store.read(&project, |book| report(book, &config)))
-            .await?,
-    )
+    Ok(tokio::task::spawn_blocking(report).await?)
 }
 
 #[instrument(skip_all, fields(project))]
@@ -138,18 +131,15 @@ async fn paths(
     reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = reader.project;
     let query = path_query(pairs)?;
-    let (view, options, format) = (query.view, query.options, query.format);
-    let graph = with_book(&state, project, move |book, _| {
-        let set = book.journeys(&query.filter);
-        match view {
-            View::Positional => positional_graph(&set, &options),
-            View::State => state_graph(&set, &options),
-        }
+    let set = state.store.journeys(&reader.project, &query.filter).await?;
+    let (view, options) = (query.view, query.options);
+    let graph = compute(move || match view {
+        View::Positional => positional_graph(&set, &options),
+        View::State => state_graph(&set, &options),
     })
     .await?;
-    Ok(match format {
+    Ok(match query.format {
         Format::Json => Json(graph).into_response(),
         Format::Dot => (
             [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
@@ -170,12 +160,10 @@ async fn metrics(
     reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = reader.project;
     let query = metrics_query(pairs)?;
-    let metrics = with_book(&state, project, move |book, config| {
-        scribble_metrics(&book.journeys(&query.filter), &config.stages, &query.goal)
-    })
-    .await?;
+    let set = state.store.journeys(&reader.project, &query.filter).await?;
+    let config = state.config.clone();
+    let metrics = compute(move || scribble_metrics(&set, &config.stages, &query.goal)).await?;
     Ok(Json(metrics).into_response())
 }
 
@@ -187,15 +175,15 @@ async fn touchpoints(
     reader: Reader,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = reader.project;
     let filter = filter_query(pairs)?;
-    let rows = with_book(&state, project, move |book, _| {
-        let set = book.journeys(&filter);
+    let set = state.store.journeys(&reader.project, &filter).await?;
+    let rows = compute(move || {
         let mut counts: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
         for journey in &set.journeys {
             let mut seen = HashSet::new();
             for step in &journey.steps {
-                let entry = counts.entry(set.symbols.name(step.touchpoint)).or_insert((0, 0, set.symbols.name(step.channel)));
+                let entry =
+                    counts.entry(set.symbols.name(step.touchpoint)).or_insert((0, 0, set.symbols.name(step.channel)));
                 entry.0 += 1;
                 if seen.insert(step.touchpoint) {
                     entry.1 += 1;
@@ -204,7 +192,9 @@ async fn touchpoints(
         }
         let mut rows: Vec<Value> = counts
             .into_iter()
-            .map(|(name, (events, customers, channel))| json!({"touchpoint": name, "channel": channel, "events": events, "customers": customers}))
+            .map(|(name, (events, customers, channel))| {
+                json!({"touchpoint": name, "channel": channel, "events": events, "customers": customers})
+            })
             .collect();
         rows.sort_by_key(|row| std::cmp::Reverse(row["events"].as_u64()));
         json!({"customers": set.journeys.len(), "events": set.event_count(), "touchpoints": rows})
@@ -221,57 +211,43 @@ async fn journey(
     Path(id): Path<String>,
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
-    let project = reader.project;
     no_parameters(pairs)?;
-    let key = IdentityKey::parse(&id);
-    let timeline = with_book(&state, project, move |book, config| {
-        let customer = book.customer(&key)?;
-        let symbols = book.symbols();
-        let steps: Vec<_> = customer
-            .touches
-            .iter()
-            .map(|&index| {
-                let touch = book.touch(index);
-                scribble_domain::journey::Step { at_ms: touch.at_ms, touchpoint: touch.touchpoint, channel: touch.channel, touch: index }
+    let customer = state
+        .store
+        .customer(&reader.project, &IdentityKey::parse(&id))
+        .await?
+        .ok_or(ApiError::UnknownCustomer(id))?;
+    let config = &state.config;
+    let sessions = session_numbers(
+        customer.touches.iter().map(|touch| touch.at_ms),
+        config.session_gap_ms,
+    );
+    let timeline: Vec<Value> = customer
+        .touches
+        .iter()
+        .zip(&sessions)
+        .map(|(touch, session)| {
+            json!({
+                "event_id": touch.event_id,
+                "time": format_time(touch.at_ms),
+                "touchpoint": touch.touchpoint,
+                "channel": touch.channel,
+                "direct": touch.direct,
+                "session": session,
+                "stage": config.stages.stage_of(&touch.touchpoint).map(|stage| config.stages.stage_name(stage)),
+                "properties": touch.properties,
             })
-            .collect();
-        let sessions = session_numbers(&steps, config.session_gap_ms);
-        let timeline: Vec<Value> = steps
-            .iter()
-            .zip(&sessions)
-            .map(|(step, session)| {
-                let touch = book.touch(step.touch);
-                let touchpoint = symbols.name(touch.touchpoint);
-                let properties: Map<String, Value> = touch
-                    .properties
-                    .iter()
-                    .map(|&(key, value)| (symbols.name(key).to_owned(), Value::from(symbols.name(value))))
-                    .collect();
-                json!({
-                    "event_id": touch.event_id,
-                    "time": format_time(touch.at_ms),
-                    "touchpoint": touchpoint,
-                    "channel": symbols.name(touch.channel),
-                    "direct": touch.direct,
-                    "session": session,
-                    "stage": config.stages.stage_of(touchpoint).map(|stage| config.stages.stage_name(stage)),
-                    "properties": properties,
-                })
-            })
-            .collect();
-        Some(json!({
-            "customer_id": customer.customer_id.0,
-            "identities": customer.identities.iter().map(|key| key.0.as_str()).collect::<Vec<_>>(),
-            "traits": customer.traits,
-            "touchpoints": steps.len(),
-            "sessions": sessions.last().copied().unwrap_or(0),
-            "first_seen": steps.first().map(|step| format_time(step.at_ms)),
-            "last_seen": steps.last().map(|step| format_time(step.at_ms)),
-            "timeline": timeline,
-        }))
-    })
-    .await?;
-    timeline
-        .map(|body| Json(body).into_response())
-        .ok_or(ApiError::UnknownCustomer(id))
+        })
+        .collect();
+    Ok(Json(json!({
+        "customer_id": customer.customer_id.0,
+        "identities": customer.identities.iter().map(|key| key.0.as_str()).collect::<Vec<_>>(),
+        "traits": customer.traits,
+        "touchpoints": customer.touches.len(),
+        "sessions": sessions.last().copied().unwrap_or(0),
+        "first_seen": customer.touches.first().map(|touch| format_time(touch.at_ms)),
+        "last_seen": customer.touches.last().map(|touch| format_time(touch.at_ms)),
+        "timeline": timeline,
+    }))
+    .into_response())
 }

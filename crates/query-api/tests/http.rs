@@ -146,7 +146,7 @@ impl TestApi {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
             listener,
-            router(Arc::new(config), Arc::new(store)),
+            router(Arc::new(config), Arc::new(Arc::new(store))),
             async {
                 let _ = stopped.await;
             },

@@ -8,15 +8,18 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use rusqlite::{params, Connection};
-use scribble_domain::event::Event;
-use scribble_domain::stitch::JourneyBook;
+use scribble_domain::event::{Event, IdentityKey};
+use scribble_domain::journey::JourneySet;
+use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
 use tracing::info;
 
-use crate::StoreError;
+use crate::{JourneyStore, StoreError};
 
 /// What one `apply` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,12 +152,42 @@ impl EmbeddedStore {
     }
 
     /// Runs `report` over the project's journey book (an empty one for a project without events).
+    /// Blocking for as long as the report runs.
     pub fn read<R>(&self, project: &str, report: impl FnOnce(&JourneyBook) -> R) -> R {
         let books = self.books.read();
         match books.get(project) {
             Some(book) => report(book),
             None => report(&JourneyBook::new()),
         }
+    }
+}
+
+#[async_trait]
+impl JourneyStore for Arc<EmbeddedStore> {
+    async fn journeys(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+    ) -> Result<JourneySet, StoreError> {
+        let (store, project, filter) = (self.clone(), project.to_owned(), filter.clone());
+        Ok(
+            tokio::task::spawn_blocking(move || {
+                store.read(&project, |book| book.journeys(&filter))
+            })
+            .await?,
+        )
+    }
+
+    async fn customer(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<CustomerView>, StoreError> {
+        let (store, project, identity) = (self.clone(), project.to_owned(), identity.clone());
+        Ok(tokio::task::spawn_blocking(move || {
+            store.read(&project, |book| book.customer(&identity))
+        })
+        .await?)
     }
 }
 

@@ -1,8 +1,13 @@
-//! Scribble's store. In the one-process mode it is the embedded store: a SQLite file is the
-//! source of truth for every accepted event, and an in-memory journey book per project, rebuilt
-//! from it at start and updated by the worker, answers reports. ClickHouse joins it later.
+//! Scribble's store: where stitched journeys are read from. In the one-process mode it is the
+//! embedded store (SQLite as the source of truth, an in-memory journey book per project for
+//! reports). Reports reach either store through [`JourneyStore`].
 
 mod embedded;
+
+use async_trait::async_trait;
+use scribble_domain::event::IdentityKey;
+use scribble_domain::journey::JourneySet;
+use scribble_domain::stitch::{CustomerView, JourneyFilter};
 
 pub use embedded::{ApplyOutcome, EmbeddedStore};
 
@@ -13,4 +18,24 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("stored event is not valid JSON: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("store task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What reports read. Both stores give the same answers for the same events.
+#[async_trait]
+pub trait JourneyStore: Send + Sync {
+    /// The stitched journeys of `project` that pass `filter`.
+    async fn journeys(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+    ) -> Result<JourneySet, StoreError>;
+
+    /// The customer of `project` any of whose identities is `identity`.
+    async fn customer(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<CustomerView>, StoreError>;
 }

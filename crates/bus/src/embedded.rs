@@ -13,7 +13,9 @@ use scribble_domain::event::Event;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error};
 
-use crate::BusError;
+use async_trait::async_trait;
+
+use crate::{BusError, EventSink};
 
 /// How many append requests may wait for the writer before callers are made to wait.
 const PENDING_REQUESTS: usize = 4096;
@@ -150,6 +152,17 @@ impl EmbeddedQueue {
     pub fn depth(&self) -> Result<u64, BusError> {
         let reader = self.reader.lock().expect("queue reader lock");
         Ok(reader.query_row("SELECT COUNT(*) FROM entries", [], |row| row.get(0))?)
+    }
+}
+
+#[async_trait]
+impl EventSink for EmbeddedQueue {
+    async fn append(&self, project: &str, events: &[Event]) -> Result<(), BusError> {
+        EmbeddedQueue::append(self, project, events).await.map(drop)
+    }
+
+    fn is_ready(&self) -> bool {
+        !self.requests.is_closed()
     }
 }
 

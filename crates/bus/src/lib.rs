@@ -4,7 +4,21 @@
 
 mod embedded;
 
+use async_trait::async_trait;
+use scribble_domain::event::Event;
+
 pub use embedded::{EmbeddedQueue, QueuedEvent};
+
+/// Where the collector hands accepted events. Both the embedded queue and Kafka take them.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Hands over `events` of `project`. Returns `Ok` only once every one of them is durably
+    /// held by the bus (committed to disk, or acknowledged by all in-sync replicas).
+    async fn append(&self, project: &str, events: &[Event]) -> Result<(), BusError>;
+
+    /// Whether the bus can take events right now (for the readiness endpoint).
+    fn is_ready(&self) -> bool;
+}
 
 /// Everything that can go wrong on the bus.
 #[derive(Debug, thiserror::Error)]

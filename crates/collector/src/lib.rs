@@ -23,7 +23,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderName, Method};
 use axum::routing::{get, post};
 use axum::Router;
-use scribble_bus::EmbeddedQueue;
+use scribble_bus::EventSink;
 use scribble_domain::event::EventLimits;
 use scribble_domain::project::Projects;
 use tokio::net::TcpListener;
@@ -64,11 +64,11 @@ impl CollectorConfig {
 #[derive(Clone)]
 struct AppState {
     config: Arc<CollectorConfig>,
-    queue: Arc<EmbeddedQueue>,
+    queue: Arc<dyn EventSink>,
 }
 
 /// The collector's routes, ready to be served (or merged into a bigger router).
-pub fn router(config: Arc<CollectorConfig>, queue: Arc<EmbeddedQueue>) -> Router {
+pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router {
     let body_limit = DefaultBodyLimit::max(config.max_body_bytes);
     let cors = CorsLayer::new()
         .allow_origin(Any)

@@ -164,8 +164,6 @@ impl JourneyBook {
         self.touches.len()
     }
 
-
-
     fn identity(&mut self, key: IdentityKey) -> u32 {
         if let Some(&id) = self.identity_ids.get(&key) {
             return id;

@@ -2,6 +2,7 @@
 //! embedded store (SQLite as the source of truth, an in-memory journey book per project for
 //! reports). Reports reach either store through [`JourneyStore`].
 
+mod clickhouse;
 mod embedded;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use scribble_domain::event::IdentityKey;
 use scribble_domain::journey::JourneySet;
 use scribble_domain::stitch::{CustomerView, JourneyFilter};
 
+pub use crate::clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use embedded::{ApplyOutcome, EmbeddedStore};
 
 /// Everything that can go wrong in the store.
@@ -20,6 +22,10 @@ pub enum StoreError {
     Decode(#[from] serde_json::Error),
     #[error("store task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] ::clickhouse::error::Error),
+    #[error("database name {0:?}: use ASCII letters, digits and `_`, not starting with a digit")]
+    InvalidDatabaseName(String),
 }
 
 /// What reports read. Both stores give the same answers for the same events.

@@ -28,7 +28,9 @@ pub enum WorkerError {
 pub struct WorkerConfig {
     /// Most events written in one store transaction.
     pub batch_size: usize,
-    /// Pause after a failed batch before trying again.
+    /// Longest time a batch keeps filling after its first event arrived (Kafka worker).
+    pub max_batch_wait: Duration,
+    /// Pause after a failed batch before trying again (doubles on repeated failures).
     pub retry_after: Duration,
 }
 
@@ -36,6 +38,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             batch_size: 10_000,
+            max_batch_wait: Duration::from_millis(200),
             retry_after: Duration::from_millis(500),
         }
     }

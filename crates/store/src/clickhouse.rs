@@ -1,0 +1,459 @@
+//! The ClickHouse store, for the scale-out deployment: every accepted event is one row of the
+//! `events` table, written with RowBinary inserts over HTTP.
+//!
+//! Reading is interim: [`JourneyStore`] answers are computed by loading a project's rows into a
+//! fresh [`JourneyBook`], the same stitching code the embedded store runs, so both stores give
+//! the same answers for the same events. Only the time range is pushed into SQL. Pushing the
+//! aggregation itself into ClickHouse comes later.
+//!
+//! The SQL here must run on ClickHouse 18.16 (Debian's package, used by the tests) as well as on
+//! current ClickHouse (the production images): no window functions, `LowCardinality`,
+//! `DateTime64`, `Map` or JSON columns. The client runs with validation off, because validation
+//! sends a setting the old server rejects; the row struct below must therefore match the table
+//! column for column, in order, which the round trip against a real server in
+//! `tests/clickhouse.rs` checks.
+
+use std::collections::HashSet;
+
+use ::clickhouse::{Client, Row};
+use async_trait::async_trait;
+use scribble_domain::event::{Body, Event, IdentityKey, Who};
+use scribble_domain::journey::JourneySet;
+use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use serde_repr::{Deserialize_repr, Serialize_repr};
+use tracing::{info, instrument};
+use uuid::Uuid;
+
+use crate::{JourneyStore, StoreError};
+
+/// Where the ClickHouse store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint of the server, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Database holding Scribble's tables: ASCII letters, digits and `_`, not starting with a
+    /// digit. [`ClickHouseStore::migrate`] creates it when missing.
+    pub database: String,
+}
+
+/// Statements that run before every migration check, so that the bookkeeping table exists.
+/// `{db}` stands for the configured database. They are idempotent by construction.
+const BOOTSTRAP: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS {db}",
+    "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+         version UInt32,
+         applied_at DateTime DEFAULT now()
+     ) ENGINE = MergeTree() ORDER BY version",
+];
+
+/// Version 1: the raw events.
+///
+/// `ReplacingMergeTree` ordered by `(project, at_ms, event_id)`: a replayed event is an exact
+/// copy of its first row, so both share the sorting key (and the partition) and background
+/// merges keep one of them. Merges happen eventually, not at once, so readers must still
+/// tolerate duplicates: the journey book drops repeated event ids. Leading with `project` and
+/// `at_ms` keeps one project's rows together and lets a time range skip granules; the monthly
+/// partition on event time (UTC, so independent of the server's time zone) lets a range skip
+/// whole parts. `kind` is an `Enum8`, so the server refuses an unknown kind. `properties` and
+/// `traits` hold the JSON text of their objects (`{}` when the kind has none): neither `Map`
+/// nor JSON columns exist on ClickHouse 18.16.
+const EVENTS_V1: &str = "CREATE TABLE IF NOT EXISTS {db}.events (
+         project String,
+         event_id UUID,
+         kind Enum8('touchpoint' = 1, 'identify' = 2, 'alias' = 3),
+         at_ms Int64,
+         received_ms Int64,
+         anonymous_id String,
+         user_id String,
+         previous_id String,
+         touchpoint String,
+         channel String,
+         direct UInt8,
+         properties String,
+         traits String
+     ) ENGINE = ReplacingMergeTree()
+     PARTITION BY toYYYYMM(toDateTime(intDiv(at_ms, 1000), 'UTC'))
+     ORDER BY (project, at_ms, event_id)";
+
+/// Every schema version with its statements, in order; `{db}` stands for the configured
+/// database. Statements must be idempotent (`IF NOT EXISTS`), so that two processes migrating at
+/// once, or a migration interrupted before it was recorded, do no harm when run again. Append
+/// new versions; never edit an applied one.
+const MIGRATIONS: &[(u32, &[&str])] = &[(1, &[EVENTS_V1])];
+
+/// The store over a ClickHouse server. Cheap to share behind an `Arc`.
+pub struct ClickHouseStore {
+    client: Client,
+    database: String,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl ClickHouseStore {
+    /// Checks the configuration and that the server answers. Creates nothing: call
+    /// [`migrate`](Self::migrate) before the first insert or read.
+    pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
+        if !is_plain_identifier(&config.database) {
+            return Err(StoreError::InvalidDatabaseName(config.database.clone()));
+        }
+        // Validation sends a setting ClickHouse 18.16 rejects; see the module doc.
+        let client = Client::default()
+            .with_url(&config.url)
+            .with_validation(false);
+        let version: String = client.query("SELECT version()").fetch_one().await?;
+        info!(url = %config.url, database = %config.database, version, "connected to ClickHouse");
+        Ok(Self {
+            client,
+            database: config.database.clone(),
+        })
+    }
+
+    /// Creates the database and the bookkeeping table when missing, then applies every version
+    /// of `MIGRATIONS` not recorded yet, in order. Returns the versions applied by this call:
+    /// empty when the schema was already current.
+    #[instrument(skip_all, fields(database = %self.database))]
+    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        for statement in BOOTSTRAP {
+            self.client.query(&self.sql(statement)).execute().await?;
+        }
+        let recorded: HashSet<u32> = self
+            .client
+            .query(&self.sql("SELECT DISTINCT version FROM {db}.schema_migrations"))
+            .fetch_all::<u32>()
+            .await?
+            .into_iter()
+            .collect();
+        let mut applied = Vec::new();
+        for &(version, statements) in MIGRATIONS {
+            if recorded.contains(&version) {
+                continue;
+            }
+            for statement in statements {
+                self.client.query(&self.sql(statement)).execute().await?;
+            }
+            self.client
+                .query(&self.sql("INSERT INTO {db}.schema_migrations (version) VALUES (?)"))
+                .bind(version)
+                .execute()
+                .await?;
+            info!(version, "schema migration applied");
+            applied.push(version);
+        }
+        Ok(applied)
+    }
+
+    /// Writes `events` as `(project, event)` pairs in one INSERT. ClickHouse wants few large
+    /// inserts (each one makes a part on disk), so callers pass whole batches. Writing an event
+    /// again (a replay after a crash) is harmless: readers drop repeated event ids.
+    #[instrument(skip_all, fields(database = %self.database, events = events.len()))]
+    pub async fn insert(&self, events: &[(&str, &Event)]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Unescaped: `insert` would quote `db.events` as one name; the parts are plain
+        // identifiers (checked in `connect`).
+        let mut insert = self
+            .client
+            .insert_unescaped::<EventRow>(&self.sql("{db}.events"))
+            .await?;
+        for &(project, event) in events {
+            insert.write(&EventRow::from_event(project, event)).await?;
+        }
+        insert.end().await?;
+        Ok(())
+    }
+
+    /// `statement` with `{db}` replaced by the database name, which `connect` checked to be a
+    /// plain identifier.
+    fn sql(&self, statement: &str) -> String {
+        statement.replace("{db}", &self.database)
+    }
+
+    /// The rows of `project` a journey book needs to answer for touchpoints in
+    /// `[from_ms, to_ms)`. Touchpoints outside the range are left out unless they carry both an
+    /// anonymous and a user id: those join identities, so they decide who a customer is (and
+    /// its name) even when their own touch is out of range. Identify and alias rows are always
+    /// read, for stitching and traits.
+    async fn rows(
+        &self,
+        project: &str,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let mut sql = self.sql("SELECT ?fields FROM {db}.events WHERE project = ?");
+        let bounds: Vec<String> = [
+            from_ms.map(|from| format!("at_ms >= {from}")),
+            to_ms.map(|to| format!("at_ms < {to}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !bounds.is_empty() {
+            sql.push_str(&format!(
+                " AND (kind != 'touchpoint' OR (anonymous_id != '' AND user_id != '') OR ({}))",
+                bounds.join(" AND ")
+            ));
+        }
+        Ok(self
+            .client
+            .query(&sql)
+            .bind(project)
+            .fetch_all::<EventRow>()
+            .await?)
+    }
+}
+
+/// Stitches `rows` in a fresh journey book. CPU-bound: run it off the async threads.
+fn book_of(rows: Vec<EventRow>) -> Result<JourneyBook, StoreError> {
+    let mut book = JourneyBook::new();
+    for row in rows {
+        book.add(&row.into_event()?);
+    }
+    Ok(book)
+}
+
+#[async_trait]
+impl JourneyStore for ClickHouseStore {
+    async fn journeys(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+    ) -> Result<JourneySet, StoreError> {
+        let rows = self.rows(project, filter.from_ms, filter.to_ms).await?;
+        let filter = filter.clone();
+        tokio::task::spawn_blocking(move || Ok(book_of(rows)?.journeys(&filter))).await?
+    }
+
+    async fn customer(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<CustomerView>, StoreError> {
+        let rows = self.rows(project, None, None).await?;
+        let identity = identity.clone();
+        tokio::task::spawn_blocking(move || Ok(book_of(rows)?.customer(&identity))).await?
+    }
+}
+
+/// Whether `name` can stand in SQL unquoted as a database name.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The `kind` column; the discriminants are the `Enum8` values of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+enum Kind {
+    Touchpoint = 1,
+    Identify = 2,
+    Alias = 3,
+}
+
+/// One row of `events`, field for field in column order (the client does not check it).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+struct EventRow {
+    project: String,
+    #[serde(with = "::clickhouse::serde::uuid")]
+    event_id: Uuid,
+    kind: Kind,
+    at_ms: i64,
+    received_ms: i64,
+    /// Empty when the event has none; validated ids are never empty.
+    anonymous_id: String,
+    user_id: String,
+    previous_id: String,
+    touchpoint: String,
+    channel: String,
+    direct: u8,
+    properties: String,
+    traits: String,
+}
+
+impl EventRow {
+    /// The row storing `event` of `project`; [`into_event`](Self::into_event) is its inverse.
+    fn from_event(project: &str, event: &Event) -> Self {
+        let mut row = Self {
+            project: project.to_owned(),
+            event_id: event.event_id,
+            kind: Kind::Touchpoint,
+            at_ms: event.at_ms,
+            received_ms: event.received_ms,
+            anonymous_id: event.who.anonymous_id.clone().unwrap_or_default(),
+            user_id: event.who.user_id.clone().unwrap_or_default(),
+            previous_id: String::new(),
+            touchpoint: String::new(),
+            channel: String::new(),
+            direct: 0,
+            properties: EMPTY_OBJECT.to_owned(),
+            traits: EMPTY_OBJECT.to_owned(),
+        };
+        match &event.body {
+            Body::Touchpoint {
+                touchpoint,
+                channel,
+                direct,
+                properties,
+            } => {
+                row.touchpoint.clone_from(touchpoint);
+                row.channel.clone_from(channel);
+                row.direct = u8::from(*direct);
+                row.properties = json_text(properties);
+            }
+            Body::Identify { traits } => {
+                row.kind = Kind::Identify;
+                row.traits = json_text(traits);
+            }
+            Body::Alias { previous_id } => {
+                row.kind = Kind::Alias;
+                row.previous_id.clone_from(previous_id);
+            }
+        }
+        row
+    }
+
+    /// The event this row stores; fails only on JSON text this module did not write.
+    fn into_event(self) -> Result<Event, StoreError> {
+        let body = match self.kind {
+            Kind::Touchpoint => Body::Touchpoint {
+                touchpoint: self.touchpoint,
+                channel: self.channel,
+                direct: self.direct != 0,
+                properties: serde_json::from_str(&self.properties)?,
+            },
+            Kind::Identify => Body::Identify {
+                traits: serde_json::from_str(&self.traits)?,
+            },
+            Kind::Alias => Body::Alias {
+                previous_id: self.previous_id,
+            },
+        };
+        Ok(Event {
+            event_id: self.event_id,
+            at_ms: self.at_ms,
+            received_ms: self.received_ms,
+            who: Who {
+                anonymous_id: non_empty(self.anonymous_id),
+                user_id: non_empty(self.user_id),
+            },
+            body,
+        })
+    }
+}
+
+const EMPTY_OBJECT: &str = "{}";
+
+fn json_text(object: &Map<String, Value>) -> String {
+    serde_json::to_string(object).expect("a JSON object with string keys always serialises")
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(n: u128, who: Who, body: Body) -> Event {
+        Event {
+            event_id: Uuid::from_u128(n),
+            at_ms: 1_767_225_600_000 + n as i64,
+            received_ms: 1_767_225_600_500 + n as i64,
+            who,
+            body,
+        }
+    }
+
+    #[test]
+    fn every_kind_of_event_survives_the_row_round_trip() {
+        let Value::Object(properties) =
+            json!({"url": "https://x.test/", "value": 12.5, "nested": {"a": [1, true, null]}})
+        else {
+            unreachable!()
+        };
+        let Value::Object(traits) = json!({"persona": "researcher", "age": 41}) else {
+            unreachable!()
+        };
+        let events = [
+            event(
+                1,
+                Who {
+                    anonymous_id: Some("anon-1".into()),
+                    user_id: None,
+                },
+                Body::Touchpoint {
+                    touchpoint: "site_visit".into(),
+                    channel: "web".into(),
+                    direct: true,
+                    properties,
+                },
+            ),
+            event(
+                2,
+                Who {
+                    anonymous_id: None,
+                    user_id: Some("cust-1".into()),
+                },
+                Body::Touchpoint {
+                    touchpoint: "review_read".into(),
+                    channel: "review".into(),
+                    direct: false,
+                    properties: Map::new(),
+                },
+            ),
+            event(
+                3,
+                Who {
+                    anonymous_id: Some("anon-1".into()),
+                    user_id: Some("cust-1".into()),
+                },
+                Body::Identify { traits },
+            ),
+            event(
+                4,
+                Who {
+                    anonymous_id: None,
+                    user_id: Some("cust-1".into()),
+                },
+                Body::Alias {
+                    previous_id: "crm-1".into(),
+                },
+            ),
+        ];
+        for original in events {
+            let row = EventRow::from_event("shop", &original);
+            assert_eq!(row.project, "shop");
+            assert_eq!(row.into_event().unwrap(), original);
+        }
+    }
+
+    #[test]
+    fn only_plain_identifiers_pass_as_database_names() {
+        for good in ["scribble", "_x", "scribble_test_0a1b"] {
+            assert!(is_plain_identifier(good), "{good}");
+        }
+        for bad in ["", "1abc", "a-b", "a.b", "a b", "a`b", "é"] {
+            assert!(!is_plain_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_numbered_upwards_from_one() {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|(version, _)| *version).collect();
+        let expected: Vec<u32> = (1..=MIGRATIONS.len() as u32).collect();
+        assert_eq!(versions, expected);
+    }
+}

@@ -1,0 +1,382 @@
+//! The ClickHouse store against a real server: migrations, and the promise that it answers
+//! exactly as the embedded store does over the same events, replays and late identifies
+//! included.
+//!
+//! Needs `SCRIBBLE_TEST_CLICKHOUSE_URL` (for example from
+//! `eval "$(scripts/test-servers start DIR)"`). Each test works in a database of its own with a
+//! random name and drops it at the end, also when the test fails.
+
+use std::sync::Arc;
+
+use scribble_domain::demo::{generate, DemoOptions};
+use scribble_domain::event::{Body, Event, IdentityKey, Who};
+use scribble_domain::journey::JourneySet;
+use scribble_domain::stitch::JourneyFilter;
+use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
+use serde_json::Map;
+use uuid::Uuid;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+const SHOP: &str = "shop";
+
+fn server_url() -> String {
+    std::env::var("SCRIBBLE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
+        panic!(
+            "SCRIBBLE_TEST_CLICKHOUSE_URL is not set: these tests need a real ClickHouse. \
+             Start one with `eval \"$(scripts/test-servers start /tmp/scribble-servers)\"` \
+             and run the tests again in that shell."
+        )
+    })
+}
+
+/// A ClickHouse store over a database of its own, dropped when this goes out of scope.
+struct TestDatabase {
+    store: ClickHouseStore,
+    url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn new() -> Self {
+        let url = server_url();
+        let name = format!("scribble_test_{}", Uuid::new_v4().simple());
+        let config = ClickHouseConfig {
+            url: url.clone(),
+            database: name.clone(),
+        };
+        let store = ClickHouseStore::connect(&config)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach ClickHouse at {url}: {error}"));
+        Self { store, url, name }
+    }
+
+    async fn migrated() -> Self {
+        let database = Self::new().await;
+        database.store.migrate().await.unwrap();
+        database
+    }
+
+    fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_validation(false)
+    }
+
+    async fn count(&self, table: &str) -> u64 {
+        self.client()
+            .query(&format!("SELECT count() FROM {}.{table}", self.name))
+            .fetch_one()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (client, name) = (self.client(), self.name.clone());
+        // The test's runtime cannot block on async work from inside `drop`: run the DROP on a
+        // thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(
+                    client
+                        .query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(),
+                )
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+fn demo(customers: usize, seed: u64) -> Vec<Event> {
+    generate(&DemoOptions {
+        customers,
+        seed,
+        ..DemoOptions::default()
+    })
+}
+
+fn pairs<'a>(project: &'a str, events: &'a [Event]) -> Vec<(&'a str, &'a Event)> {
+    events.iter().map(|event| (project, event)).collect()
+}
+
+fn embedded(events: &[(&str, &Event)]) -> (tempfile::TempDir, Arc<EmbeddedStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("store.db")).unwrap();
+    store.apply(events, 1).unwrap();
+    (dir, Arc::new(store))
+}
+
+/// Journeys in customer order as `(touchpoint, channel, at_ms)` names, so that sets built with
+/// different symbol tables compare.
+fn named(set: &JourneySet) -> Vec<Vec<(String, String, i64)>> {
+    set.journeys
+        .iter()
+        .map(|journey| {
+            journey
+                .steps
+                .iter()
+                .map(|step| {
+                    (
+                        set.symbols.name(step.touchpoint).to_owned(),
+                        set.symbols.name(step.channel).to_owned(),
+                        step.at_ms,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The filters every comparison runs: none, a time range, a property and a trait.
+fn filters() -> Vec<(&'static str, JourneyFilter)> {
+    let start = DemoOptions::default().start_ms;
+    vec![
+        ("no filter", JourneyFilter::default()),
+        (
+            "days 10 to 30",
+            JourneyFilter {
+                from_ms: Some(start + 10 * DAY_MS),
+                to_ms: Some(start + 30 * DAY_MS),
+                ..JourneyFilter::default()
+            },
+        ),
+        (
+            "from day 45",
+            JourneyFilter {
+                from_ms: Some(start + 45 * DAY_MS),
+                ..JourneyFilter::default()
+            },
+        ),
+        (
+            "email traffic",
+            JourneyFilter {
+                properties: vec![("utm_medium".into(), "email".into())],
+                ..JourneyFilter::default()
+            },
+        ),
+        (
+            "researchers before day 20",
+            JourneyFilter {
+                to_ms: Some(start + 20 * DAY_MS),
+                traits: vec![("persona".into(), "researcher".into())],
+                ..JourneyFilter::default()
+            },
+        ),
+    ]
+}
+
+/// Identities worth asking `customer` about: the anonymous and user ids of identifies, CRM ids
+/// joined by aliases, an anonymous visitor, and one nobody has.
+fn identities(events: &[Event]) -> Vec<IdentityKey> {
+    let mut keys = vec![IdentityKey::user("nobody-at-all")];
+    for event in events {
+        match &event.body {
+            Body::Identify { .. } if keys.len() < 8 => keys.extend(event.identities()),
+            Body::Alias { previous_id } if keys.len() < 12 => {
+                keys.push(IdentityKey::user(previous_id));
+            }
+            Body::Touchpoint { .. } if keys.len() < 14 && event.who.user_id.is_none() => {
+                keys.extend(event.identities());
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// Asserts that both stores give the same journeys (under every filter in [`filters`]) and the
+/// same customers for `project`.
+async fn assert_same_answers(
+    clickhouse: &ClickHouseStore,
+    embedded: &Arc<EmbeddedStore>,
+    project: &str,
+    events: &[Event],
+) {
+    for (name, filter) in filters() {
+        let expected = embedded.journeys(project, &filter).await.unwrap();
+        let actual = clickhouse.journeys(project, &filter).await.unwrap();
+        assert_eq!(actual.event_count(), expected.event_count(), "{name}");
+        assert_eq!(named(&actual), named(&expected), "{name}");
+    }
+    for identity in identities(events) {
+        let expected = embedded.customer(project, &identity).await.unwrap();
+        let actual = clickhouse.customer(project, &identity).await.unwrap();
+        assert_eq!(actual, expected, "customer {identity:?}");
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_idempotent() {
+    let database = TestDatabase::new().await;
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(database.store.migrate().await.unwrap(), Vec::<u32>::new());
+    assert_eq!(database.count("schema_migrations").await, 1);
+    let tables: Vec<String> = database
+        .client()
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(database.name.as_str())
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(tables, ["events", "schema_migrations"]);
+    // A second process starting on a migrated database finds nothing to do.
+    let other = ClickHouseStore::connect(&ClickHouseConfig {
+        url: database.url.clone(),
+        database: database.name.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.migrate().await.unwrap(), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn journeys_and_customers_match_the_embedded_store() {
+    let database = TestDatabase::migrated().await;
+    let shop = demo(300, 7);
+    let blog = demo(20, 8);
+    let mut batch = pairs(SHOP, &shop);
+    batch.extend(pairs("blog", &blog));
+    database.store.insert(&batch).await.unwrap();
+    assert_eq!(database.count("events").await, batch.len() as u64);
+
+    let (_dir, embedded) = embedded(&batch);
+    for (name, filter) in filters() {
+        let journeys = embedded.journeys(SHOP, &filter).await.unwrap();
+        assert!(
+            !journeys.journeys.is_empty(),
+            "{name}: the filter selects nobody"
+        );
+    }
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+    assert_same_answers(&database.store, &embedded, "blog", &blog).await;
+    let nobody = database
+        .store
+        .journeys("no-such-project", &JourneyFilter::default())
+        .await
+        .unwrap();
+    assert!(nobody.journeys.is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_batch_changes_no_answer() {
+    let database = TestDatabase::migrated().await;
+    let shop = demo(300, 7);
+    let batch = pairs(SHOP, &shop);
+    let (_dir, embedded) = embedded(&batch);
+    database.store.insert(&batch).await.unwrap();
+    // The replay, as after a worker crash between the write and its commit.
+    database.store.insert(&batch).await.unwrap();
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+
+    // Duplicates share the sorting key, so a merge keeps one row of each event.
+    database
+        .client()
+        .query(&format!("OPTIMIZE TABLE {}.events FINAL", database.name))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(database.count("events").await, shop.len() as u64);
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+}
+
+#[tokio::test]
+async fn identifies_in_a_later_batch_stitch_earlier_touchpoints() {
+    let database = TestDatabase::migrated().await;
+    let shop = demo(300, 7);
+    // First everything that names one identity only, then everything that joins two: the
+    // identifies, the aliases and the touchpoints naming both an anonymous and a user id.
+    let (single, links): (Vec<Event>, Vec<Event>) = shop.iter().cloned().partition(|event| {
+        matches!(event.body, Body::Touchpoint { .. }) && event.identities().len() == 1
+    });
+    assert!(!links.is_empty(), "the demo has identifies and aliases");
+    database.store.insert(&pairs(SHOP, &single)).await.unwrap();
+
+    let (anonymous, user) = links
+        .iter()
+        .filter(|event| matches!(event.body, Body::Identify { .. }))
+        .find_map(|event| {
+            let anonymous = event.who.anonymous_id.as_deref()?;
+            let user = event.who.user_id.as_deref()?;
+            let visited = single
+                .iter()
+                .any(|touch| touch.who.anonymous_id.as_deref() == Some(anonymous));
+            visited.then(|| (IdentityKey::anonymous(anonymous), IdentityKey::user(user)))
+        })
+        .expect("the demo has an identified visitor with anonymous touches");
+    let before = database
+        .store
+        .customer(SHOP, &anonymous)
+        .await
+        .unwrap()
+        .expect("the visitor's touches are stored");
+    assert_eq!(before.identities, std::slice::from_ref(&anonymous));
+
+    database.store.insert(&pairs(SHOP, &links)).await.unwrap();
+    let after = database
+        .store
+        .customer(SHOP, &anonymous)
+        .await
+        .unwrap()
+        .expect("the visitor is still there");
+    assert!(after.identities.contains(&user));
+    assert_eq!(
+        database.store.customer(SHOP, &user).await.unwrap().as_ref(),
+        Some(&after)
+    );
+    for touch in &before.touches {
+        assert!(after.touches.contains(touch), "{touch:?} left the journey");
+    }
+
+    let (_dir, embedded) = embedded(&pairs(SHOP, &shop));
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+}
+
+#[tokio::test]
+async fn a_touchpoint_outside_the_time_range_still_joins_identities() {
+    let database = TestDatabase::migrated().await;
+    let touch = |n: u128, at_ms: i64, anonymous: Option<&str>, user: Option<&str>| Event {
+        event_id: Uuid::from_u128(n),
+        at_ms,
+        received_ms: at_ms,
+        who: Who {
+            anonymous_id: anonymous.map(str::to_owned),
+            user_id: user.map(str::to_owned),
+        },
+        body: Body::Touchpoint {
+            touchpoint: "site_visit".into(),
+            channel: "web".into(),
+            direct: true,
+            properties: Map::new(),
+        },
+    };
+    let events = [
+        // The only link between the cookie and the customer, long before the range.
+        touch(1, 1_000, Some("cookie"), Some("ann")),
+        touch(2, 50_000, Some("cookie"), None),
+        touch(3, 60_000, None, Some("ann")),
+        touch(4, 70_000, Some("stranger"), None),
+    ];
+    let batch = pairs(SHOP, &events);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    let range = JourneyFilter {
+        from_ms: Some(10_000),
+        to_ms: Some(100_000),
+        ..JourneyFilter::default()
+    };
+    let expected = embedded.journeys(SHOP, &range).await.unwrap();
+    assert_eq!(
+        expected.journeys.len(),
+        2,
+        "ann (two touches) and the stranger"
+    );
+    let actual = database.store.journeys(SHOP, &range).await.unwrap();
+    assert_eq!(named(&actual), named(&expected));
+}

@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::str::FromStr;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::targets::{BusTarget, StoreTarget};
 
 /// Scribble: customer-journey analytics. Collects touchpoints (site visits, emails, chats, forms,
 /// purchases, support, reviews, ads, store visits), stitches them per customer across identities,
@@ -31,23 +35,19 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Print one customer's stitched journey.
     Journey(JourneyArgs),
+    /// Scale-out: run only the collector, writing to Kafka.
+    Collector(CollectorArgs),
+    /// Scale-out: run one stream worker, Kafka into ClickHouse (run as many as you like).
+    Worker(WorkerArgs),
+    /// Scale-out: run only the query API over ClickHouse.
+    Api(ApiArgs),
+    /// Apply the ClickHouse schema migrations (also done at start by worker and api).
+    Migrate(MigrateArgs),
 }
 
+/// Which projects are served and with which keys.
 #[derive(Debug, Args, Clone)]
-pub struct ServeArgs {
-    /// Where the embedded queue and store keep their files.
-    #[arg(long, env = "SCRIBBLE_DATA_DIR", default_value = "scribble-data")]
-    pub data_dir: PathBuf,
-    /// Address of the collector (POST /v1/events, pixel, click).
-    #[arg(
-        long,
-        env = "SCRIBBLE_COLLECTOR_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub collector_addr: SocketAddr,
-    /// Address of the query API (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
-    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
-    pub api_addr: SocketAddr,
+pub struct ProjectArgs {
     /// Name of the project served.
     #[arg(long, env = "SCRIBBLE_PROJECT", default_value = "default")]
     pub project: String,
@@ -69,6 +69,52 @@ pub struct ServeArgs {
     /// Replaces --project, --write-key, --read-key and --redirect-host.
     #[arg(long, env = "SCRIBBLE_PROJECTS_FILE")]
     pub projects_file: Option<PathBuf>,
+}
+
+/// The event bus: `embedded` (a queue file in --data-dir) or
+/// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
+#[derive(Debug, Args, Clone)]
+pub struct BusArgs {
+    #[arg(long, env = "SCRIBBLE_BUS", default_value = "embedded", value_parser = BusTarget::from_str)]
+    pub bus: BusTarget,
+}
+
+/// The store: `embedded` (a database file in --data-dir) or
+/// `clickhouse://HOST:PORT/DATABASE` (ClickHouse's HTTP port).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    #[arg(long, env = "SCRIBBLE_STORE", default_value = "embedded", value_parser = StoreTarget::from_str)]
+    pub store: StoreTarget,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Where the embedded queue and store keep their files.
+    #[arg(long, env = "SCRIBBLE_DATA_DIR", default_value = "scribble-data")]
+    pub data_dir: PathBuf,
+    /// Address of the collector (POST /v1/events, pixel, click).
+    #[arg(
+        long,
+        env = "SCRIBBLE_COLLECTOR_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub collector_addr: SocketAddr,
+    /// Address of the query API (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
+    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub projects: ProjectArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Kafka consumer group of the worker (with --bus kafka).
+    #[arg(
+        long,
+        env = "SCRIBBLE_WORKER_GROUP",
+        default_value = "scribble-workers"
+    )]
+    pub group: String,
     /// Load the generated demo data set before serving (idempotent: ids are deterministic).
     #[arg(long)]
     pub demo: bool,
@@ -78,6 +124,60 @@ pub struct ServeArgs {
     /// Seed of the demo data set: the same seed gives the same journeys.
     #[arg(long, default_value_t = 7)]
     pub demo_seed: u64,
+}
+
+/// `scribble collector`: only the HTTP collector, writing to Kafka.
+#[derive(Debug, Args)]
+pub struct CollectorArgs {
+    #[arg(
+        long,
+        env = "SCRIBBLE_COLLECTOR_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub collector_addr: SocketAddr,
+    #[command(flatten)]
+    pub projects: ProjectArgs,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// Partitions of the topic if the collector has to create it.
+    #[arg(long, env = "SCRIBBLE_PARTITIONS", default_value_t = 12)]
+    pub partitions: i32,
+}
+
+/// `scribble worker`: one consumer-group member moving events from Kafka into ClickHouse.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(
+        long,
+        env = "SCRIBBLE_WORKER_GROUP",
+        default_value = "scribble-workers"
+    )]
+    pub group: String,
+    /// Most events per ClickHouse insert.
+    #[arg(long, env = "SCRIBBLE_BATCH_SIZE", default_value_t = 10_000)]
+    pub batch_size: usize,
+}
+
+/// `scribble api`: only the query API, reading ClickHouse.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub projects: ProjectArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `scribble migrate`: apply ClickHouse schema migrations (idempotent).
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]

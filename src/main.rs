@@ -3,8 +3,11 @@
 
 mod cli;
 mod import;
+mod processes;
 mod report;
+mod scale_out;
 mod serve;
+mod targets;
 
 use std::process::ExitCode;
 
@@ -37,5 +40,9 @@ fn run(command: cli::Command) -> anyhow::Result<()> {
         cli::Command::Paths(args) => report::paths(args),
         cli::Command::Metrics(args) => report::metrics(args),
         cli::Command::Journey(args) => report::journey(args),
+        cli::Command::Collector(args) => scale_out::collector(args),
+        cli::Command::Worker(args) => scale_out::worker(args),
+        cli::Command::Api(args) => scale_out::api(args),
+        cli::Command::Migrate(args) => scale_out::migrate(args),
     }
 }

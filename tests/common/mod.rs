@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,71 +15,118 @@ use serde_json::Value;
 pub const WRITE_KEY: &str = "test-write-key";
 pub const READ_KEY: &str = "test-read-key";
 
-/// A running `scribble serve`.
+/// A running Scribble: one `scribble serve`, or the scale-out trio of `collector`, `worker` and
+/// `api` processes.
 pub struct Server {
-    child: Child,
+    processes: Vec<Child>,
     pub collector: String,
     pub api: String,
     http: reqwest::blocking::Client,
+}
+
+/// The test keys and redirect host, as `serve`/`collector`/`api` flags.
+pub const TEST_PROJECT_ARGS: &[&str] = &[
+    "--write-key",
+    WRITE_KEY,
+    "--read-key",
+    READ_KEY,
+    "--redirect-host",
+    "shop.example",
+];
+
+/// Starts `scribble ARGS` and returns it once it printed `ready_lines` lines on stdout (the
+/// addresses it listens on), with those lines.
+pub fn spawn_scribble(args: &[&str], ready_lines: usize) -> (Child, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scribble"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the scribble binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let printed: Vec<String> = (0..ready_lines)
+        .map(|_| {
+            lines
+                .next()
+                .unwrap_or_else(|| panic!("scribble {args:?} exited before it was ready"))
+                .expect("utf-8 stdout")
+        })
+        .collect();
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, printed)
+}
+
+/// The URL at the end of a "... listening on http://ADDR" line.
+fn url_of(line: &str, what: &str) -> String {
+    assert!(
+        line.contains(what) && line.contains("listening on"),
+        "unexpected line from scribble: {line}"
+    );
+    line.rsplit(' ')
+        .next()
+        .expect("address at the end")
+        .to_owned()
 }
 
 impl Server {
     /// Starts `scribble serve` over `data_dir` with the test keys and waits until both
     /// listeners are up.
     pub fn start(data_dir: &Path) -> Server {
-        Self::start_with(
-            data_dir,
-            &[
-                "--write-key",
-                WRITE_KEY,
-                "--read-key",
-                READ_KEY,
-                "--redirect-host",
-                "shop.example",
-            ],
-        )
+        Self::start_with(data_dir, TEST_PROJECT_ARGS)
     }
 
     /// Starts `scribble serve` over `data_dir` with `project_args` choosing the projects.
     pub fn start_with(data_dir: &Path, project_args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_scribble"))
-            .args([
-                "serve",
-                "--collector-addr",
-                "127.0.0.1:0",
-                "--api-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(project_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the scribble binary");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut address = |what: &str| -> String {
-            let line = lines
-                .next()
-                .expect("scribble printed its addresses")
-                .expect("utf-8 stdout");
-            assert!(
-                line.contains(what),
-                "unexpected first lines of scribble serve: {line}"
-            );
-            line.rsplit(' ')
-                .next()
-                .expect("address at the end")
-                .to_owned()
-        };
-        let collector = address("collector");
-        let api = address("query API");
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let data_dir = data_dir.to_str().expect("utf-8 path");
+        let mut args = vec![
+            "serve",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+        ];
+        args.extend_from_slice(project_args);
+        let (child, lines) = spawn_scribble(&args, 2);
+        Server::new(
+            vec![child],
+            url_of(&lines[0], "collector"),
+            url_of(&lines[1], "query API"),
+        )
+    }
+
+    /// Starts the scale-out processes over Kafka `bus` and ClickHouse `store` (URLs in the
+    /// `--bus`/`--store` syntax): a collector, one worker and a query API.
+    pub fn start_scale_out(bus: &str, store: &str) -> Server {
+        let mut collector_args = vec![
+            "collector",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--bus",
+            bus,
+            "--partitions",
+            "3",
+        ];
+        collector_args.extend_from_slice(TEST_PROJECT_ARGS);
+        let (collector, collector_lines) = spawn_scribble(&collector_args, 1);
+        let (worker, _) = spawn_scribble(&["worker", "--bus", bus, "--store", store], 1);
+        let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0", "--store", store];
+        api_args.extend_from_slice(TEST_PROJECT_ARGS);
+        let (api, api_lines) = spawn_scribble(&api_args, 1);
+        Server::new(
+            vec![collector, worker, api],
+            url_of(&collector_lines[0], "collector"),
+            url_of(&api_lines[0], "query API"),
+        )
+    }
+
+    fn new(processes: Vec<Child>, collector: String, api: String) -> Server {
         Server {
-            child,
+            processes,
             collector,
             api,
             http: reqwest::blocking::Client::new(),
@@ -124,16 +173,18 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits for the process to exit (at most 10 s) and returns its status.
+    /// SIGTERM to the first process, then waits for it to exit (at most 10 s) and returns its
+    /// status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        let child = &mut self.processes[0];
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait for scribble") {
+            if let Some(status) = child.try_wait().expect("wait for scribble") {
                 return status;
             }
             assert!(
@@ -146,15 +197,19 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
-        self.child.kill().expect("kill scribble");
-        self.child.wait().expect("reap scribble");
+        for child in &mut self.processes {
+            child.kill().expect("kill scribble");
+            child.wait().expect("reap scribble");
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

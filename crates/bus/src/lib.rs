@@ -1,13 +1,18 @@
 //! Scribble's event bus. In the one-process mode it is the embedded queue: a SQLite file where
-//! the collector appends validated events and the stream worker reads them in order. Later the
-//! same role is played by Kafka.
+//! the collector appends validated events and the stream worker reads them in order. In the
+//! scale-out deployment Kafka plays the same role ([`KafkaSink`], [`KafkaEventSource`]).
 
 mod embedded;
+mod kafka;
 
 use async_trait::async_trait;
 use scribble_domain::event::Event;
 
 pub use embedded::{EmbeddedQueue, QueuedEvent};
+pub use kafka::{
+    ensure_topic, message_key, next_offsets, DeadLetters, Delivery, Envelope, KafkaConfig,
+    KafkaConsumerConfig, KafkaEventSource, KafkaSink, REASON_HEADER,
+};
 
 /// Where the collector hands accepted events. Both the embedded queue and Kafka take them.
 #[async_trait]
@@ -31,4 +36,10 @@ pub enum BusError {
     Commit(String),
     #[error("the queue writer has stopped")]
     Closed,
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("the Kafka broker did not acknowledge in time or refused the events: {0}")]
+    Unavailable(String),
+    #[error("too many event bytes are waiting for Kafka acknowledgements; retry shortly")]
+    Busy,
 }

@@ -43,8 +43,10 @@ pub enum CollectorError {
     InvalidEvent(FieldError),
     #[error("{0}")]
     RedirectNotAllowed(String),
-    #[error("the event queue is unavailable; retry in a second")]
+    #[error("the event queue cannot take events right now; retry after the Retry-After seconds")]
     Queue(#[from] BusError),
+    #[error("the event bus cannot take events right now")]
+    NotReady,
 }
 
 impl CollectorError {
@@ -93,7 +95,20 @@ impl CollectorError {
                 Some(json!({ "field": problem.field, "reason": problem.reason })),
             ),
             Self::RedirectNotAllowed(_) => (StatusCode::BAD_REQUEST, "redirect_not_allowed", None),
+            Self::Queue(BusError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, "bus_busy", None),
+            Self::Queue(BusError::Unavailable(_)) | Self::NotReady => {
+                (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", None)
+            }
             Self::Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", None),
+        }
+    }
+
+    /// Seconds a sender should wait before retrying a 503: a full in-flight buffer drains in
+    /// about a second; an unreachable broker takes longer to come back.
+    fn retry_after(&self) -> &'static str {
+        match self {
+            Self::Queue(BusError::Unavailable(_)) | Self::NotReady => "5",
+            _ => "1",
         }
     }
 }
@@ -110,11 +125,11 @@ impl IntoResponse for CollectorError {
         }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Queue failures are transient (a commit that failed, a writer restarting): retrying
-            // the same request is the right thing for the sender to do.
+            // Queue failures are transient (a commit that failed, a writer restarting, a broker
+            // away): retrying the same request is the right thing for the sender to do.
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from_static(self.retry_after()));
         }
         response
     }
@@ -139,6 +154,27 @@ mod tests {
         let body = body_of(response).await;
         assert_eq!(body["error"], "queue_unavailable");
         assert!(body["message"].as_str().unwrap().contains("retry"));
+    }
+
+    #[tokio::test]
+    async fn busy_bus_asks_for_a_retry_in_a_second() {
+        let response = CollectorError::Queue(BusError::Busy).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        assert_eq!(body_of(response).await["error"], "bus_busy");
+    }
+
+    #[tokio::test]
+    async fn unavailable_bus_asks_for_a_retry_in_five_seconds() {
+        for error in [
+            CollectorError::Queue(BusError::Unavailable("timed out".into())),
+            CollectorError::NotReady,
+        ] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], "5");
+            assert_eq!(body_of(response).await["error"], "bus_unavailable");
+        }
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! - `POST /v1/events`, `/v1/identify`, `/v1/alias`: one event, an array, or `{"batch": [...]}`;
 //! - `GET /v1/pixel.gif`: email opens, always answered with a transparent GIF;
 //! - `GET /v1/click`: email clicks, redirected to the project's allowed hosts only;
-//! - `GET /healthz`: liveness.
+//! - `GET /healthz`: liveness;
+//! - `GET /readyz`: readiness, 200 only while the event sink can take events.
 
 mod auth;
 mod decode;
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderName, Method};
 use axum::routing::{get, post};
@@ -91,9 +92,20 @@ pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router
         .layer(cors);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .merge(v1)
         .layer(TraceLayer::new_for_http())
         .with_state(AppState { config, queue })
+}
+
+/// `ready` while the event sink can take events, else a 503 `bus_unavailable` so load balancers
+/// send traffic to another collector.
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, CollectorError> {
+    if state.queue.is_ready() {
+        Ok("ready")
+    } else {
+        Err(CollectorError::NotReady)
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.

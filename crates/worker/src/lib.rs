@@ -4,6 +4,7 @@
 //! queue into the embedded store.
 
 pub mod embedded;
+pub mod kafka;
 
 use std::time::Duration;
 

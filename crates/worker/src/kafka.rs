@@ -1,0 +1,238 @@
+//! The scale-out worker: one member of a Kafka consumer group. It gathers deliveries into a batch
+//! (by size, or by time once the first one arrived), sends undecodable ones to the dead-letter
+//! topic, inserts the rest into ClickHouse, retrying with back-off while ClickHouse is down, and
+//! commits the partition offsets only after the insert was acknowledged. A crash or a rebalance
+//! therefore replays the uncommitted tail; replayed event ids never count twice because the store
+//! deduplicates by event id.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scribble_bus::{DeadLetters, Delivery, KafkaEventSource};
+use scribble_domain::event::Event;
+use scribble_store::ClickHouseStore;
+use tracing::{debug, info, warn};
+
+use crate::{WorkerConfig, WorkerError};
+
+/// Longest wait for the first delivery of a batch before checking for shutdown again.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Longest pause between retries of a failed insert.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What one batch holds once split: events to store and deliveries that cannot be decoded.
+#[derive(Debug, Default, PartialEq)]
+pub struct SplitBatch<'a> {
+    pub events: Vec<(&'a str, &'a Event)>,
+    pub poison: Vec<&'a Delivery>,
+}
+
+/// Splits a batch into storable events and poison messages. Pure.
+pub fn split(batch: &[Delivery]) -> SplitBatch<'_> {
+    let mut split = SplitBatch::default();
+    for delivery in batch {
+        match delivery {
+            Delivery::Event { project, event, .. } => split.events.push((project.as_str(), event)),
+            Delivery::Poison { .. } => split.poison.push(delivery),
+        }
+    }
+    split
+}
+
+/// The pause before retry number `attempt` (from 1): doubling from `first`, capped. Pure.
+pub fn backoff(first: Duration, attempt: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(MAX_BACKOFF)
+}
+
+/// Runs the worker until `shutdown` resolves. An unfinished batch is left uncommitted, so the
+/// group replays it.
+pub async fn run(
+    source: Arc<KafkaEventSource>,
+    dead_letters: Arc<DeadLetters>,
+    store: Arc<ClickHouseStore>,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let batch = tokio::select! {
+            batch = gather(&source, &config) => batch,
+            _ = &mut shutdown => return,
+        };
+        let batch = match batch {
+            Ok(batch) if batch.is_empty() => continue,
+            Ok(batch) => batch,
+            Err(error) => {
+                warn!(%error, "polling the bus failed; retrying");
+                tokio::time::sleep(config.retry_after).await;
+                continue;
+            }
+        };
+        let stored = tokio::select! {
+            stored = store_with_retries(&batch, &dead_letters, &store, &config) => stored,
+            _ = &mut shutdown => return,
+        };
+        debug!(events = stored, deliveries = batch.len(), "batch stored");
+        let mut attempt = 0;
+        loop {
+            let committing = source.clone();
+            let to_commit = batch.clone();
+            match tokio::task::spawn_blocking(move || committing.commit(&to_commit)).await {
+                Ok(Ok(())) => break,
+                Ok(Err(error)) => warn!(%error, attempt, "offset commit failed; retrying"),
+                Err(error) => warn!(%error, attempt, "offset commit task failed; retrying"),
+            }
+            attempt += 1;
+            // After a rebalance the partitions may belong to another worker, which replays
+            // from the last commit; the store drops the duplicates. Give up after a few tries.
+            if attempt >= 5 {
+                warn!(
+                    deliveries = batch.len(),
+                    "could not commit offsets; the batch will be replayed"
+                );
+                break;
+            }
+            tokio::time::sleep(backoff(config.retry_after, attempt)).await;
+        }
+    }
+}
+
+/// Gathers one batch: waits for a first delivery, then takes more until the batch is full or
+/// `config.max_batch_wait` has passed since the first one.
+async fn gather(
+    source: &Arc<KafkaEventSource>,
+    config: &WorkerConfig,
+) -> Result<Vec<Delivery>, WorkerError> {
+    let mut batch: Vec<Delivery> = Vec::new();
+    let mut first_at: Option<Instant> = None;
+    while batch.len() < config.batch_size {
+        let wait = match first_at {
+            None => IDLE_POLL,
+            Some(first) => match config.max_batch_wait.checked_sub(first.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => break,
+            },
+        };
+        let (polling, room) = (source.clone(), config.batch_size - batch.len());
+        let more = tokio::task::spawn_blocking(move || polling.poll_batch(room, wait)).await??;
+        if more.is_empty() {
+            if first_at.is_none() {
+                return Ok(batch);
+            }
+            break;
+        }
+        first_at.get_or_insert_with(Instant::now);
+        batch.extend(more);
+    }
+    Ok(batch)
+}
+
+/// Sends poison to the dead-letter topic and inserts the events, retrying each step with
+/// back-off until it succeeds: nothing is skipped. Returns how many events were stored.
+async fn store_with_retries(
+    batch: &[Delivery],
+    dead_letters: &DeadLetters,
+    store: &ClickHouseStore,
+    config: &WorkerConfig,
+) -> usize {
+    let split = split(batch);
+    for delivery in &split.poison {
+        let Delivery::Poison {
+            partition,
+            offset,
+            payload,
+            reason,
+        } = delivery
+        else {
+            continue;
+        };
+        let mut attempt = 0;
+        while let Err(error) = dead_letters
+            .send(payload, reason, *partition, *offset)
+            .await
+        {
+            attempt += 1;
+            warn!(%error, partition, offset, attempt, "dead-letter send failed; retrying");
+            tokio::time::sleep(backoff(config.retry_after, attempt)).await;
+        }
+        warn!(
+            partition,
+            offset,
+            reason = reason.as_str(),
+            "poison message sent to the dead-letter topic"
+        );
+    }
+    if split.events.is_empty() {
+        return 0;
+    }
+    let mut attempt = 0;
+    loop {
+        match store.insert(&split.events).await {
+            Ok(()) => {
+                if attempt > 0 {
+                    info!(attempt, "ClickHouse is back; batch stored");
+                }
+                return split.events.len();
+            }
+            Err(error) => {
+                attempt += 1;
+                let pause = backoff(config.retry_after, attempt);
+                warn!(%error, attempt, retry_ms = pause.as_millis() as u64, "insert into ClickHouse failed; retrying");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scribble_domain::event::{Body, Who};
+    use uuid::Uuid;
+
+    fn delivery(offset: i64) -> Delivery {
+        Delivery::Event {
+            partition: 0,
+            offset,
+            project: "shop".into(),
+            event: Event {
+                event_id: Uuid::from_u128(offset as u128),
+                at_ms: offset,
+                received_ms: offset,
+                who: Who {
+                    anonymous_id: Some("c".into()),
+                    user_id: None,
+                },
+                body: Body::Alias {
+                    previous_id: "x".into(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn split_keeps_events_in_order_and_sets_poison_apart() {
+        let poison = Delivery::Poison {
+            partition: 1,
+            offset: 7,
+            payload: b"{".to_vec(),
+            reason: "not JSON".into(),
+        };
+        let batch = vec![delivery(1), poison, delivery(2)];
+        let split = split(&batch);
+        let offsets: Vec<i64> = split.events.iter().map(|(_, event)| event.at_ms).collect();
+        assert_eq!(offsets, vec![1, 2]);
+        assert_eq!(split.poison, vec![&batch[1]]);
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let first = Duration::from_millis(500);
+        assert_eq!(backoff(first, 1), Duration::from_millis(500));
+        assert_eq!(backoff(first, 3), Duration::from_secs(2));
+        assert_eq!(backoff(first, 30), MAX_BACKOFF);
+    }
+}

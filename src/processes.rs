@@ -1,0 +1,165 @@
+//! Building blocks shared by `serve` and the scale-out commands: project settings, the shutdown
+//! signal, listeners, and connecting to Kafka and ClickHouse.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use scribble_bus::{
+    ensure_topic, DeadLetters, KafkaConfig, KafkaConsumerConfig, KafkaEventSource, KafkaSink,
+};
+use scribble_domain::project::{Project, Projects};
+use scribble_store::{ClickHouseConfig, ClickHouseStore};
+use scribble_worker::WorkerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::cli::ProjectArgs;
+
+/// The projects served: from `--projects-file` when given, else the one project of the flags.
+pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
+    let projects = match &args.projects_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the projects file {}", path.display()))?;
+            serde_json::from_str::<Projects>(&text).with_context(|| {
+                format!(
+                    "{} is not a projects file (see README, Projects)",
+                    path.display()
+                )
+            })?
+        }
+        None => {
+            if args.write_key == "dev-write-key" || args.read_key == "dev-read-key" {
+                warn!("using the development keys; set --write-key and --read-key before exposing Scribble");
+            }
+            Projects {
+                projects: vec![Project {
+                    name: args.project.clone(),
+                    write_keys: vec![args.write_key.clone()],
+                    read_keys: vec![args.read_key.clone()],
+                    redirect_hosts: args.redirect_hosts.clone(),
+                }],
+            }
+        }
+    };
+    projects
+        .check()
+        .context("the project settings cannot be served")?;
+    Ok(projects)
+}
+
+/// A multi-threaded runtime for a command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Tells every task of a process to stop, once.
+pub struct Shutdown {
+    stop: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self {
+            stop: watch::channel(false).0,
+        }
+    }
+
+    /// A future that resolves when the process stops; hand one to each task.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stop.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Waits for Ctrl-C or SIGTERM (what `docker stop` and systemd send), then tells every task.
+    pub async fn on_signal(&self) -> anyhow::Result<()> {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot listen for Ctrl-C")?,
+            _ = terminate.recv() => {}
+        }
+        info!("shutting down");
+        self.stop.send_replace(true);
+        Ok(())
+    }
+}
+
+/// Binds `addr`, with an error that names the flag to change.
+pub async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what}; pick another with {flag}")
+    })
+}
+
+/// Connects to ClickHouse and applies pending migrations (idempotent).
+pub async fn clickhouse(url: &str, database: &str) -> anyhow::Result<Arc<ClickHouseStore>> {
+    let config = ClickHouseConfig {
+        url: url.to_owned(),
+        database: database.to_owned(),
+    };
+    let store = ClickHouseStore::connect(&config)
+        .await
+        .with_context(|| format!("cannot reach ClickHouse at {url}; check --store"))?;
+    let applied = store
+        .migrate()
+        .await
+        .context("cannot apply the ClickHouse migrations")?;
+    if !applied.is_empty() {
+        info!(?applied, database, "ClickHouse migrations applied");
+    }
+    Ok(Arc::new(store))
+}
+
+/// A producer to `topic`, creating the topic with `partitions` if it does not exist.
+pub async fn kafka_sink(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<Arc<KafkaSink>> {
+    ensure_topic(brokers, topic, partitions)
+        .await
+        .with_context(|| {
+            format!("cannot create or find the topic {topic} on {brokers}; check --bus")
+        })?;
+    let sink = KafkaSink::new(&KafkaConfig::new(brokers, topic))
+        .context("cannot start the Kafka producer")?;
+    Ok(Arc::new(sink))
+}
+
+/// Starts one stream worker of `group`: Kafka `topic` into `store`.
+pub async fn spawn_kafka_worker(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    store: Arc<ClickHouseStore>,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<JoinHandle<()>> {
+    let consumer = KafkaConsumerConfig {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+    };
+    let source =
+        KafkaEventSource::subscribe(&consumer).context("cannot join the consumer group")?;
+    let dead_letters = DeadLetters::connect(&KafkaConfig::new(brokers, topic))
+        .await
+        .context("cannot start the dead-letter producer")?;
+    Ok(tokio::spawn(scribble_worker::kafka::run(
+        Arc::new(source),
+        Arc::new(dead_letters),
+        store,
+        config,
+        shutdown,
+    )))
+}

@@ -1,0 +1,131 @@
+//! The scale-out path gives the same answers as the embedded one: the same events (the
+//! hand-built scenario with a late identify, a duplicate and a full replay, plus generated demo
+//! journeys) go through `scribble serve` on the embedded stack and through the separate
+//! `collector` -> Kafka -> `worker` -> ClickHouse -> `api` processes, and every report must be
+//! identical. Needs the servers `scripts/test` starts; fails (does not skip) without them.
+
+mod common;
+
+use scribble_domain::demo::{generate, DemoOptions};
+use scribble_domain::event::Body;
+use serde_json::{json, Value};
+
+use common::scenario::{late_identify, touchpoints};
+use common::Server;
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test, which starts ClickHouse and a Kafka-API broker")
+    })
+}
+
+/// Drops the test database when the test ends, passed or failed.
+struct DropDatabase {
+    clickhouse: String,
+    database: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let _ = reqwest::blocking::Client::new()
+            .post(&self.clickhouse)
+            .body(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .send();
+    }
+}
+
+fn send_everything(server: &Server, demo: &[Value]) {
+    let mut first: Vec<Value> = touchpoints()[..8].to_vec();
+    first.insert(3, json!({"anonymous_id": "cookie-x", "channel": "web"}));
+    let mut second: Vec<Value> = touchpoints()[8..].to_vec();
+    second.push(touchpoints()[1].clone());
+    for body in [
+        json!({ "batch": first }),
+        Value::Array(second),
+        json!({ "batch": first }),
+        late_identify(),
+    ] {
+        let (status, reply) = server.post_events(&body);
+        assert_eq!(status, 200, "{reply}");
+    }
+    for chunk in demo.chunks(500) {
+        let (status, reply) = server.post_events(&Value::Array(chunk.to_vec()));
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["rejected"], json!([]), "demo events are valid");
+    }
+}
+
+#[test]
+fn scale_out_answers_equal_the_embedded_answers() {
+    let brokers = required_env("SCRIBBLE_TEST_KAFKA_BROKERS");
+    let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("scribble_test_{suffix}");
+    let _drop = DropDatabase {
+        clickhouse: clickhouse.clone(),
+        database: database.clone(),
+    };
+    let bus = format!("kafka://{brokers}/scribble-test-{suffix}");
+    let store = format!(
+        "clickhouse://{}/{database}",
+        clickhouse.trim_start_matches("http://")
+    );
+
+    let demo_events = generate(&DemoOptions {
+        customers: 400,
+        ..Default::default()
+    });
+    let demo_touchpoints = demo_events
+        .iter()
+        .filter(|event| matches!(event.body, Body::Touchpoint { .. }))
+        .count();
+    let demo: Vec<Value> = demo_events.iter().map(|event| event.to_wire()).collect();
+    let expected_touchpoints = (12 + demo_touchpoints) as u64;
+
+    let (_guard, data_dir) = common::data_dir();
+    let embedded = Server::start(&data_dir);
+    let scale_out = Server::start_scale_out(&bus, &store);
+    for server in [&embedded, &scale_out] {
+        send_everything(server, &demo);
+        server.wait_until("/v1/touchpoints", |body| {
+            body["events"] == expected_touchpoints
+        });
+        server.wait_until("/v1/customers/a:cookie-a/journey", |body| {
+            body["customer_id"] == "u:ann"
+        });
+    }
+
+    let reports = [
+        "/v1/touchpoints",
+        "/v1/touchpoints?trait.persona=researcher",
+        "/v1/paths?view=state",
+        "/v1/paths?view=state&steps=12&top=0&collapse=true",
+        "/v1/paths?view=positional&start=ad_click&steps=4",
+        "/v1/paths?view=positional&end=purchase&steps=3&breakdown=channel",
+        "/v1/paths?view=state&from=2026-01-10&to=2026-02-01&prop.utm_medium=email",
+        "/v1/metrics?goal=purchase",
+        "/v1/metrics?goal=form_submit&trait.persona=researcher",
+        "/v1/customers/a:cookie-a/journey",
+        "/v1/customers/u:cara/journey",
+        "/v1/customers/a:cookie-b/journey",
+        "/v1/customers/cust-3/journey",
+        "/v1/customers/crm-5/journey",
+    ];
+    for report in reports {
+        let (embedded_status, embedded_answer) = embedded.get(report);
+        let (scale_out_status, scale_out_answer) = scale_out.get(report);
+        assert_eq!(
+            embedded_status, scale_out_status,
+            "{report}: {embedded_answer} vs {scale_out_answer}"
+        );
+        assert_eq!(
+            embedded_answer, scale_out_answer,
+            "{report} differs between the embedded and the scale-out stack"
+        );
+    }
+    let (_, state) = scale_out.get("/v1/paths?view=state");
+    assert!(
+        state["customers"].as_u64().unwrap() > 400,
+        "the comparison ran over real data: {state}"
+    );
+}

@@ -10,29 +10,9 @@ use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::Body;
 use serde_json::{json, Value};
 
+use common::scale_out::Stack;
 use common::scenario::{late_identify, touchpoints};
 use common::Server;
-
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with scripts/test, which starts ClickHouse and a Kafka-API broker")
-    })
-}
-
-/// Drops the test database when the test ends, passed or failed.
-struct DropDatabase {
-    clickhouse: String,
-    database: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let _ = reqwest::blocking::Client::new()
-            .post(&self.clickhouse)
-            .body(format!("DROP DATABASE IF EXISTS {}", self.database))
-            .send();
-    }
-}
 
 fn send_everything(server: &Server, demo: &[Value]) {
     let mut first: Vec<Value> = touchpoints()[..8].to_vec();
@@ -57,19 +37,7 @@ fn send_everything(server: &Server, demo: &[Value]) {
 
 #[test]
 fn scale_out_answers_equal_the_embedded_answers() {
-    let brokers = required_env("SCRIBBLE_TEST_KAFKA_BROKERS");
-    let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("scribble_test_{suffix}");
-    let _drop = DropDatabase {
-        clickhouse: clickhouse.clone(),
-        database: database.clone(),
-    };
-    let bus = format!("kafka://{brokers}/scribble-test-{suffix}");
-    let store = format!(
-        "clickhouse://{}/{database}",
-        clickhouse.trim_start_matches("http://")
-    );
+    let stack = Stack::new();
 
     let demo_events = generate(&DemoOptions {
         customers: 400,
@@ -84,7 +52,7 @@ fn scale_out_answers_equal_the_embedded_answers() {
 
     let (_guard, data_dir) = common::data_dir();
     let embedded = Server::start(&data_dir);
-    let scale_out = Server::start_scale_out(&bus, &store);
+    let scale_out = Server::start_scale_out(&stack.bus, &stack.store);
     for server in [&embedded, &scale_out] {
         send_everything(server, &demo);
         server.wait_until("/v1/touchpoints", |body| {

@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod scale_out;
 pub mod scenario;
 
 use std::io::{BufRead, BufReader};
@@ -59,6 +60,23 @@ pub fn spawn_scribble(args: &[&str], ready_lines: usize) -> (Child, Vec<String>)
     (child, printed)
 }
 
+/// Starts one `scribble worker` of the test group, once it has joined.
+pub fn start_worker(bus: &str, store: &str) -> Child {
+    spawn_scribble(
+        &[
+            "worker",
+            "--bus",
+            bus,
+            "--store",
+            store,
+            "--batch-size",
+            "500",
+        ],
+        1,
+    )
+    .0
+}
+
 /// The URL at the end of a "... listening on http://ADDR" line.
 fn url_of(line: &str, what: &str) -> String {
     assert!(
@@ -102,6 +120,13 @@ impl Server {
     /// Starts the scale-out processes over Kafka `bus` and ClickHouse `store` (URLs in the
     /// `--bus`/`--store` syntax): a collector, one worker and a query API.
     pub fn start_scale_out(bus: &str, store: &str) -> Server {
+        let mut server = Self::start_scale_out_without_worker(bus, store);
+        server.processes.push(start_worker(bus, store));
+        server
+    }
+
+    /// The collector and the query API of the scale-out stack, with no worker yet.
+    pub fn start_scale_out_without_worker(bus: &str, store: &str) -> Server {
         let mut collector_args = vec![
             "collector",
             "--collector-addr",
@@ -113,15 +138,19 @@ impl Server {
         ];
         collector_args.extend_from_slice(TEST_PROJECT_ARGS);
         let (collector, collector_lines) = spawn_scribble(&collector_args, 1);
-        let (worker, _) = spawn_scribble(&["worker", "--bus", bus, "--store", store], 1);
         let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0", "--store", store];
         api_args.extend_from_slice(TEST_PROJECT_ARGS);
         let (api, api_lines) = spawn_scribble(&api_args, 1);
         Server::new(
-            vec![collector, worker, api],
+            vec![collector, api],
             url_of(&collector_lines[0], "collector"),
             url_of(&api_lines[0], "query API"),
         )
+    }
+
+    /// Makes `process` part of this server, so it is killed with it.
+    pub fn adopt(&mut self, process: Child) {
+        self.processes.push(process);
     }
 
     fn new(processes: Vec<Child>, collector: String, api: String) -> Server {
@@ -159,7 +188,18 @@ impl Server {
     /// Polls `path_and_query` until `ready` accepts the answer; the worker writes in the
     /// background, so reports catch up shortly after the collector's reply. Fails after 10 s.
     pub fn wait_until(&self, path_and_query: &str, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_up_to(Duration::from_secs(10), path_and_query, ready)
+    }
+
+    /// [`Server::wait_until`] with a longer patience, for recoveries that take a while (a
+    /// consumer group moving a dead worker's partitions, a restarted ClickHouse).
+    pub fn wait_up_to(
+        &self,
+        patience: Duration,
+        path_and_query: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + patience;
         loop {
             let (_, body) = self.get(path_and_query);
             if ready(&body) {
@@ -169,7 +209,7 @@ impl Server {
                 Instant::now() < deadline,
                 "{path_and_query} never got ready; last answer {body}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -191,7 +231,7 @@ impl Server {
                 Instant::now() < deadline,
                 "scribble did not stop within 10 s of SIGTERM"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

@@ -185,14 +185,16 @@ fn write_groups(
             Ok(last_seqs) => {
                 let newest = last_seqs.iter().copied().max().unwrap_or(0);
                 debug!(requests = group.len(), events, newest, "group committed");
-                for (request, seq) in group.into_iter().zip(last_seqs) {
-                    let _ = request.done.send(Ok(seq));
-                }
+                // Announce before answering, so that whoever got an answer also sees the new
+                // committed position.
                 announce.send_if_modified(|current| {
                     let changed = newest > *current;
                     *current = (*current).max(newest);
                     changed
                 });
+                for (request, seq) in group.into_iter().zip(last_seqs) {
+                    let _ = request.done.send(Ok(seq));
+                }
             }
             Err(failure) => {
                 error!(error = %failure, requests = group.len(), "group commit failed");

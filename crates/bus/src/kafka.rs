@@ -82,6 +82,27 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
     let admin: AdminClient<_> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
+    // An existing topic (created by an operator, or by another process) needs no admin request,
+    // which not every broker answers.
+    let admin = Arc::new(admin);
+    let probe = admin.clone();
+    let probed_topic = topic.to_owned();
+    let exists = tokio::task::spawn_blocking(move || {
+        probe
+            .inner()
+            .fetch_metadata(Some(&probed_topic), Duration::from_secs(5))
+            .map(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|found| found.error().is_none() && !found.partitions().is_empty())
+            })
+    })
+    .await
+    .map_err(|error| BusError::Unavailable(error.to_string()))??;
+    if exists {
+        return Ok(());
+    }
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics([&new_topic], &options).await? {
@@ -433,6 +454,10 @@ impl KafkaEventSource {
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A worker that dies without leaving the group (SIGKILL, a lost machine) keeps its
+            // partitions until its session expires; 10 s bounds how long they stand still.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
             .create()?;
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {

@@ -1,0 +1,69 @@
+//! Scale-out test plumbing: the servers `scripts/test` started, and a fresh topic and database
+//! per test.
+
+use serde_json::{json, Value};
+
+/// The value of an environment variable `scripts/test` sets; fails the test (never skips it)
+/// when it is missing.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test, which starts ClickHouse and a Kafka-API broker")
+    })
+}
+
+/// A fresh topic and database for one test; the database is dropped when the test ends.
+pub struct Stack {
+    pub clickhouse: String,
+    pub database: String,
+    /// `kafka://BROKERS/TOPIC`, for `--bus`.
+    pub bus: String,
+    /// `clickhouse://HOST:PORT/DATABASE`, for `--store`.
+    pub store: String,
+}
+
+impl Stack {
+    /// A topic on the broker of `scripts/test` and a database on its ClickHouse.
+    pub fn new() -> Self {
+        Self::with_brokers(&required_env("SCRIBBLE_TEST_KAFKA_BROKERS"))
+    }
+
+    /// A topic on `brokers` and a database on the ClickHouse of `scripts/test`.
+    pub fn with_brokers(brokers: &str) -> Self {
+        let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("scribble_test_{suffix}");
+        let bus = format!("kafka://{brokers}/scribble-test-{suffix}");
+        let store = format!(
+            "clickhouse://{}/{database}",
+            clickhouse.trim_start_matches("http://")
+        );
+        Self {
+            clickhouse,
+            database,
+            bus,
+            store,
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = reqwest::blocking::Client::new()
+            .post(&self.clickhouse)
+            .body(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .send();
+    }
+}
+
+/// `size` events of one anonymous customer with fresh ids, as a request body, and their ids.
+pub fn batch(customer: &str, size: usize) -> (Vec<String>, Value) {
+    let ids: Vec<String> = (0..size)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let events = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| json!({"event_id": id, "touchpoint": if i % 2 == 0 { "site_visit" } else { "email_open" }, "anonymous_id": customer}))
+        .collect();
+    (ids, Value::Array(events))
+}

@@ -1,0 +1,82 @@
+//! A scale-out fault, against the real broker and ClickHouse of `scripts/test`: ClickHouse
+//! stopped and started again makes the worker retry with back-off, then catch up, while the
+//! collector keeps accepting and the API answers 503. (Its own test binary, because it stops the
+//! ClickHouse every scale-out test uses.)
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::scale_out::{batch, required_env, Stack};
+use common::Server;
+
+#[test]
+fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
+    let stack = Stack::new();
+    let servers_dir = required_env("SCRIBBLE_TEST_SERVERS_DIR");
+    let server = Server::start_scale_out(&stack.bus, &stack.store);
+    let (first_ids, first) = batch("before-outage", 50);
+    assert_eq!(server.post_events(&first).0, 200);
+    // A new worker takes a few seconds to join its consumer group.
+    server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+        body["events"].as_u64() == Some(first_ids.len() as u64)
+    });
+
+    let pid_file = format!("{servers_dir}/clickhouse.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    // Wait until the old server is gone for good: a new one cannot start while it still holds
+    // its ports and data directory.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_alive(&pid) {
+        assert!(Instant::now() < deadline, "ClickHouse did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The collector does not need ClickHouse: it keeps accepting. The API says to retry.
+    let (second_ids, second) = batch("during-outage", 50);
+    assert_eq!(server.post_events(&second).0, 200);
+    let (status, body) = server.get("/v1/touchpoints");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable");
+    std::thread::sleep(Duration::from_secs(2)); // the worker fails and backs off meanwhile
+
+    let restarted = restart_clickhouse(&servers_dir);
+    std::fs::write(&pid_file, restarted.id().to_string()).unwrap();
+    let total = (first_ids.len() + second_ids.len()) as u64;
+    let answer = server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+        body["events"].as_u64() == Some(total)
+    });
+    assert_eq!(answer["customers"], 2);
+}
+
+/// Starts ClickHouse again with the configuration `scripts/test-servers` wrote, and waits for it.
+fn restart_clickhouse(servers_dir: &str) -> Child {
+    let child = Command::new("clickhouse-server")
+        .arg(format!("--config-file={servers_dir}/clickhouse/config.xml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clickhouse-server again");
+    let url = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while reqwest::blocking::get(format!("{url}/?query=SELECT%201")).is_err() {
+        assert!(Instant::now() < deadline, "ClickHouse did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child
+}
+
+/// Whether process `pid` still runs (a zombie waiting to be reaped no longer holds anything).
+fn process_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::scale_out::{batch, required_env, Stack};
@@ -46,7 +46,7 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     std::thread::sleep(Duration::from_secs(2)); // the worker fails and backs off meanwhile
 
     let restarted = restart_clickhouse(&servers_dir);
-    std::fs::write(&pid_file, restarted.id().to_string()).unwrap();
+    std::fs::write(&pid_file, restarted).unwrap();
     let total = (first_ids.len() + second_ids.len()) as u64;
     let answer = server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
         body["events"].as_u64() == Some(total)
@@ -54,21 +54,26 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     assert_eq!(answer["customers"], 2);
 }
 
-/// Starts ClickHouse again with the configuration `scripts/test-servers` wrote, and waits for it.
-fn restart_clickhouse(servers_dir: &str) -> Child {
-    let child = Command::new("clickhouse-server")
-        .arg(format!("--config-file={servers_dir}/clickhouse/config.xml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+/// Starts ClickHouse again in the background with the configuration `scripts/test-servers`
+/// wrote (it outlives this test; `scripts/test-servers stop` ends it), waits for it, and returns
+/// its process id.
+fn restart_clickhouse(servers_dir: &str) -> String {
+    let started = Command::new("sh")
+        .arg("-c")
+        .arg(format!("clickhouse-server --config-file={servers_dir}/clickhouse/config.xml >/dev/null 2>&1 & echo $!"))
+        .output()
         .expect("start clickhouse-server again");
+    let pid = String::from_utf8(started.stdout)
+        .expect("a process id")
+        .trim()
+        .to_owned();
     let url = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
     let deadline = Instant::now() + Duration::from_secs(60);
     while reqwest::blocking::get(format!("{url}/?query=SELECT%201")).is_err() {
         assert!(Instant::now() < deadline, "ClickHouse did not come back");
         std::thread::sleep(Duration::from_millis(200));
     }
-    child
+    pid
 }
 
 /// Whether process `pid` still runs (a zombie waiting to be reaped no longer holds anything).

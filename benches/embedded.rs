@@ -10,7 +10,6 @@
 //! Sizes: `SCRIBBLE_BENCH_INGEST_BATCHES` (default 3000), `SCRIBBLE_BENCH_CUSTOMERS` (100000).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,21 +19,16 @@ use scribble_collector::CollectorConfig;
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::{Body, Event};
 use scribble_domain::paths::{positional_graph, state_graph, PathOptions};
-use scribble_domain::project::{Project, Projects};
 use scribble_domain::stitch::{JourneyBook, JourneyFilter};
 use scribble_store::EmbeddedStore;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-const BATCH: usize = 100;
-const CLIENTS: usize = 32;
-const WRITE_KEY: &str = "bench-write-key";
+mod support;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(default)
-}
+use support::{
+    bench_dir, bench_projects, drive, env_number, median_seconds, request_bodies, shutdown_signal,
+    BATCH, CLIENTS,
+};
 
 fn main() {
     let batches = env_number("SCRIBBLE_BENCH_INGEST_BATCHES", 3000);
@@ -42,25 +36,6 @@ fn main() {
     ingestion(batches);
     worker_drain(batches * BATCH);
     path_graph(customers);
-}
-
-/// Wire-shape bodies of `batches` requests of 100 site visits each, ids set by the sender.
-fn request_bodies(batches: usize) -> Vec<Vec<Value>> {
-    (0..batches)
-        .map(|batch| {
-            (0..BATCH)
-                .map(|i| {
-                    json!({
-                        "event_id": uuid::Uuid::new_v4(),
-                        "timestamp": "2026-11-01T10:00:00Z",
-                        "touchpoint": if i % 3 == 0 { "email_open" } else { "site_visit" },
-                        "anonymous_id": format!("visitor-{}", (batch * 7 + i) % 5000),
-                        "properties": {"url": "/pricing", "utm_source": "newsletter"}
-                    })
-                })
-                .collect()
-        })
-        .collect()
 }
 
 fn ingestion(batches: usize) {
@@ -96,37 +71,12 @@ fn ingestion(batches: usize) {
     );
 }
 
-/// A directory on the same disk as the build, so fsync costs what it costs for real users.
-fn bench_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir")
-}
-
-type Shutdown = Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
-
-fn shutdown_signal() -> (tokio::sync::watch::Sender<bool>, Shutdown) {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown: Shutdown = Box::new(move || {
-        let mut stopped = stopped.clone();
-        Box::pin(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
-    });
-    (stop, shutdown)
-}
-
 /// Events/s acknowledged, and how long after the last reply the reports saw every event.
 async fn scribble_ingestion(bodies: &[bytes::Bytes]) -> (f64, Duration) {
     let dir = bench_dir();
     let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).expect("store"));
-    let projects = Projects {
-        projects: vec![Project {
-            name: "bench".into(),
-            write_keys: vec![WRITE_KEY.into()],
-            read_keys: vec![],
-            redirect_hosts: vec![],
-        }],
-    };
+    let projects = bench_projects();
     let router =
         scribble_collector::router(Arc::new(CollectorConfig::new(projects)), queue.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -215,45 +165,6 @@ async fn naive_ingestion(bodies: &[bytes::Bytes]) -> f64 {
     rate
 }
 
-/// Posts every body from `CLIENTS` concurrent connections; returns acknowledged events/s.
-async fn drive(url: &str, bodies: &[bytes::Bytes]) -> f64 {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    let bodies = Arc::new(bodies.to_vec());
-    let started = Instant::now();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (client, next, bodies, url) =
-                (client.clone(), next.clone(), bodies.clone(), url.to_owned());
-            tokio::spawn(async move {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = bodies.get(index) else {
-                        return;
-                    };
-                    let response = client
-                        .post(&url)
-                        .bearer_auth(WRITE_KEY)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                        .expect("POST");
-                    assert!(
-                        response.status().is_success(),
-                        "ingestion failed: {}",
-                        response.status()
-                    );
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.await.expect("client");
-    }
-    (bodies.len() * BATCH) as f64 / started.elapsed().as_secs_f64()
-}
-
 /// The worker alone: events/s moved from a filled queue into the store (and the journey books).
 fn worker_drain(events: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -288,18 +199,6 @@ fn worker_drain(events: usize) {
             rate
         );
     });
-}
-
-fn median_seconds(runs: usize, mut run: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            run();
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
 }
 
 fn path_graph(customers: usize) {

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::Body;
 use serde_json::{json, Value};
@@ -55,12 +57,15 @@ fn scale_out_answers_equal_the_embedded_answers() {
     let scale_out = Server::start_scale_out(&stack.bus, &stack.store);
     for server in [&embedded, &scale_out] {
         send_everything(server, &demo);
-        server.wait_until("/v1/touchpoints", |body| {
+        // A new worker takes a few seconds to join its consumer group.
+        server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
             body["events"] == expected_touchpoints
         });
-        server.wait_until("/v1/customers/a:cookie-a/journey", |body| {
-            body["customer_id"] == "u:ann"
-        });
+        server.wait_up_to(
+            Duration::from_secs(60),
+            "/v1/customers/a:cookie-a/journey",
+            |body| body["customer_id"] == "u:ann",
+        );
     }
 
     let reports = [

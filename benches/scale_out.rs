@@ -1,0 +1,263 @@
+//! Scale-out benchmark, a load script run against the real servers `scripts/test-servers` starts:
+//!
+//! ```sh
+//! eval "$(scripts/test-servers start /tmp/scribble-bench-servers)"
+//! cargo bench --bench scale_out
+//! scripts/test-servers stop /tmp/scribble-bench-servers
+//! ```
+//!
+//! Prints, each next to a baseline measured in the same run:
+//! - collector events/s into Kafka (batches of 100, acknowledged by the broker) against the same
+//!   collector over the embedded queue;
+//! - worker events/s from Kafka into ClickHouse against the ceiling of plain RowBinary inserts of
+//!   the same events;
+//! - path-graph latency over ClickHouse against the embedded store, on the same demo events.
+//!
+//! Sizes: `SCRIBBLE_BENCH_INGEST_BATCHES` (default 2000), `SCRIBBLE_BENCH_PATH_CUSTOMERS` (20000).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scribble_bus::{
+    ensure_topic, DeadLetters, EmbeddedQueue, EventSink, KafkaConfig, KafkaConsumerConfig,
+    KafkaEventSource, KafkaSink,
+};
+use scribble_collector::CollectorConfig;
+use scribble_domain::demo::{generate, DemoOptions};
+use scribble_domain::event::{validate, Event, EventLimits};
+use scribble_domain::paths::{state_graph, PathOptions};
+use scribble_domain::stitch::JourneyFilter;
+use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
+use scribble_worker::WorkerConfig;
+use support::{
+    bench_dir, bench_projects, drive, env_number, median_seconds, request_bodies, shutdown_signal,
+    BATCH, CLIENTS,
+};
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the servers with `eval \"$(scripts/test-servers start DIR)\"` first")
+    })
+}
+
+fn main() {
+    let brokers = required_env("SCRIBBLE_TEST_KAFKA_BROKERS");
+    let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
+    let batches = env_number("SCRIBBLE_BENCH_INGEST_BATCHES", 2000);
+    let path_customers = env_number("SCRIBBLE_BENCH_PATH_CUSTOMERS", 20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let topic = format!("scribble-bench-{suffix}");
+        let database = format!("scribble_bench_{suffix}");
+        let bodies: Vec<Vec<serde_json::Value>> = request_bodies(batches);
+        let encoded: Vec<bytes::Bytes> = bodies
+            .iter()
+            .map(|events| serde_json::to_vec(events).expect("encode").into())
+            .collect();
+
+        ensure_topic(&brokers, &topic, 4).await.expect("topic");
+        let sink: Arc<dyn EventSink> =
+            Arc::new(KafkaSink::new(&KafkaConfig::new(&brokers, &topic)).expect("producer"));
+        let kafka_rate = collector_rate(sink, &encoded).await;
+        let dir = bench_dir();
+        let queue: Arc<dyn EventSink> =
+            Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
+        let embedded_rate = collector_rate(queue, &encoded).await;
+        println!(
+            "collector, {} requests of {BATCH} events, {CLIENTS} concurrent clients:",
+            encoded.len()
+        );
+        println!("  into Kafka (acks=all, idempotent):           {kafka_rate:>10.0} events/s");
+        println!("  baseline: into the embedded queue:           {embedded_rate:>10.0} events/s");
+        println!(
+            "  ratio Kafka / embedded:                      {:>10.2}x",
+            kafka_rate / embedded_rate
+        );
+
+        let store = ClickHouseStore::connect(&ClickHouseConfig {
+            url: clickhouse.clone(),
+            database: database.clone(),
+        })
+        .await
+        .expect("ClickHouse");
+        store.migrate().await.expect("migrate");
+        let events = encoded.len() * BATCH;
+        let worker_rate = worker_rate(
+            &brokers,
+            &topic,
+            Arc::new(store),
+            &clickhouse,
+            &database,
+            events,
+        )
+        .await;
+        let ceiling_database = format!("{database}_ceiling");
+        let ceiling = ClickHouseStore::connect(&ClickHouseConfig {
+            url: clickhouse.clone(),
+            database: ceiling_database.clone(),
+        })
+        .await
+        .expect("ClickHouse");
+        ceiling.migrate().await.expect("migrate");
+        let decoded: Vec<Event> = bodies
+            .iter()
+            .flatten()
+            .map(|raw| {
+                validate(
+                    raw,
+                    0,
+                    1_800_000_000_000,
+                    uuid::Uuid::new_v4(),
+                    &EventLimits::default(),
+                )
+                .expect("valid")
+            })
+            .collect();
+        let started = Instant::now();
+        for chunk in decoded.chunks(WorkerConfig::default().batch_size) {
+            let pairs: Vec<(&str, &Event)> = chunk.iter().map(|event| ("bench", event)).collect();
+            ceiling.insert(&pairs).await.expect("insert");
+        }
+        let ceiling_rate = decoded.len() as f64 / started.elapsed().as_secs_f64();
+        println!("worker, {events} events from Kafka into ClickHouse:");
+        println!("  worker (consume, decode, insert, commit):    {worker_rate:>10.0} events/s");
+        println!("  ceiling: plain RowBinary inserts:            {ceiling_rate:>10.0} events/s");
+        println!(
+            "  ratio worker / ceiling:                      {:>10.2}x",
+            worker_rate / ceiling_rate
+        );
+
+        path_graph(&clickhouse, &ceiling_database, &ceiling, path_customers).await;
+        for name in [&database, &ceiling_database] {
+            query(&clickhouse, &format!("DROP DATABASE IF EXISTS {name}")).await;
+        }
+    });
+}
+
+async fn query(clickhouse: &str, sql: &str) -> String {
+    reqwest::Client::new()
+        .post(clickhouse)
+        .body(sql.to_owned())
+        .send()
+        .await
+        .expect("ClickHouse")
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -> f64 {
+    let router = scribble_collector::router(Arc::new(CollectorConfig::new(bench_projects())), sink);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/v1/events",
+        listener.local_addr().expect("address")
+    );
+    let (stop, shutdown) = shutdown_signal();
+    tokio::spawn(scribble_collector::serve(listener, router, shutdown()));
+    let rate = drive(&url, bodies).await;
+    let _ = stop.send(true);
+    rate
+}
+
+/// Runs one worker over the filled topic until ClickHouse holds every event; events/s.
+async fn worker_rate(
+    brokers: &str,
+    topic: &str,
+    store: Arc<ClickHouseStore>,
+    clickhouse: &str,
+    database: &str,
+    events: usize,
+) -> f64 {
+    let consumer = KafkaConsumerConfig {
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        group: format!("{topic}-bench"),
+    };
+    let source = Arc::new(KafkaEventSource::subscribe(&consumer).expect("consumer"));
+    let dead_letters = Arc::new(
+        DeadLetters::connect(&KafkaConfig::new(brokers, topic))
+            .await
+            .expect("dead letters"),
+    );
+    let (stop, shutdown) = shutdown_signal();
+    let started = Instant::now();
+    let worker = tokio::spawn(scribble_worker::kafka::run(
+        source,
+        dead_letters,
+        store,
+        WorkerConfig::default(),
+        shutdown(),
+    ));
+    loop {
+        let count: usize = query(
+            clickhouse,
+            &format!("SELECT count() FROM {database}.events"),
+        )
+        .await
+        .trim()
+        .parse()
+        .unwrap_or(0);
+        if count >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = worker.await;
+    rate
+}
+
+/// The state graph over the same demo events from ClickHouse and from the embedded store.
+async fn path_graph(clickhouse: &str, database: &str, store: &ClickHouseStore, customers: usize) {
+    let events = generate(&DemoOptions {
+        customers,
+        ..Default::default()
+    });
+    for chunk in events.chunks(50_000) {
+        let pairs: Vec<(&str, &Event)> = chunk.iter().map(|event| ("paths", event)).collect();
+        store.insert(&pairs).await.expect("insert");
+    }
+    query(
+        clickhouse,
+        &format!("OPTIMIZE TABLE {database}.events FINAL"),
+    )
+    .await;
+    let dir = bench_dir();
+    let embedded = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).expect("store"));
+    let pairs: Vec<(&str, &Event)> = events.iter().map(|event| ("paths", event)).collect();
+    embedded.apply(&pairs, 1).expect("apply");
+    let options = PathOptions::default();
+    let handle = tokio::runtime::Handle::current();
+    let filter = JourneyFilter::default();
+    let from_clickhouse = median_seconds(3, || {
+        let set = tokio::task::block_in_place(|| handle.block_on(store.journeys("paths", &filter)))
+            .expect("journeys");
+        std::hint::black_box(state_graph(&set, &options));
+    });
+    let from_embedded = median_seconds(3, || {
+        let set =
+            tokio::task::block_in_place(|| handle.block_on(embedded.journeys("paths", &filter)))
+                .expect("journeys");
+        std::hint::black_box(state_graph(&set, &options));
+    });
+    println!(
+        "state graph over {} events of {customers} customers (median of 3):",
+        events.len()
+    );
+    println!("  ClickHouse store (events loaded per report): {from_clickhouse:>8.3} s");
+    println!("  baseline: embedded store:                    {from_embedded:>8.3} s");
+    println!(
+        "  ratio ClickHouse / embedded:                 {:>8.1}x",
+        from_clickhouse / from_embedded
+    );
+}

@@ -189,7 +189,6 @@ async fn worker_rate(
             .expect("dead letters"),
     );
     let (stop, shutdown) = shutdown_signal();
-    let started = Instant::now();
     let worker = tokio::spawn(scribble_worker::kafka::run(
         source,
         dead_letters,
@@ -197,7 +196,10 @@ async fn worker_rate(
         WorkerConfig::default(),
         shutdown(),
     ));
-    loop {
+    // The clock starts at the first stored batch: joining the consumer group takes a few seconds
+    // that say nothing about throughput.
+    let mut first: Option<(Instant, usize)> = None;
+    let (started, counted_from) = loop {
         let count: usize = query(
             clickhouse,
             &format!("SELECT count() FROM {database}.events"),
@@ -206,12 +208,15 @@ async fn worker_rate(
         .trim()
         .parse()
         .unwrap_or(0);
+        if count > 0 && first.is_none() {
+            first = Some((Instant::now(), count));
+        }
         if count >= events {
-            break;
+            break first.expect("rows arrived");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let rate = events as f64 / started.elapsed().as_secs_f64();
+    };
+    let rate = (events - counted_from) as f64 / started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     let _ = worker.await;
     rate

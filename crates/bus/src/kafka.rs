@@ -458,6 +458,9 @@ impl KafkaEventSource {
             // partitions until its session expires; 10 s bounds how long they stand still.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // Keep the local queue full: the worker takes whole batches, not single messages.
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.min.messages", "200000")
             .create()?;
         consumer.subscribe(&[&config.topic])?;
         Ok(Self {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 use scribble_bus::EmbeddedQueue;
-use scribble_collector::CollectorConfig;
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::{Body, Event};
 use scribble_domain::paths::{positional_graph, state_graph, PathOptions};
@@ -26,7 +25,7 @@ use serde_json::Value;
 mod support;
 
 use support::{
-    bench_dir, bench_projects, drive, env_number, median_seconds, request_bodies, shutdown_signal,
+    bench_dir, collector_rate, drive, env_number, median_seconds, request_bodies, shutdown_signal,
     BATCH, CLIENTS,
 };
 
@@ -76,25 +75,14 @@ async fn scribble_ingestion(bodies: &[bytes::Bytes]) -> (f64, Duration) {
     let dir = bench_dir();
     let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).expect("store"));
-    let projects = bench_projects();
-    let router =
-        scribble_collector::router(Arc::new(CollectorConfig::new(projects)), queue.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/v1/events",
-        listener.local_addr().expect("address")
-    );
     let (stop, shutdown) = shutdown_signal();
-    tokio::spawn(scribble_collector::serve(listener, router, shutdown()));
     let worker = tokio::spawn(scribble_worker::run(
-        queue,
+        queue.clone(),
         store.clone(),
         Default::default(),
         shutdown(),
     ));
-    let rate = drive(&url, bodies).await;
+    let rate = collector_rate(queue, bodies).await;
     // The reports must see everything that was acknowledged; how long after the last reply?
     let events = bodies.len() * BATCH;
     let last_reply = Instant::now();

@@ -24,7 +24,6 @@ use scribble_bus::{
     ensure_topic, DeadLetters, EmbeddedQueue, EventSink, KafkaConfig, KafkaConsumerConfig,
     KafkaEventSource, KafkaSink,
 };
-use scribble_collector::CollectorConfig;
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::{validate, Event, EventLimits};
 use scribble_domain::paths::{state_graph, PathOptions};
@@ -32,8 +31,8 @@ use scribble_domain::stitch::JourneyFilter;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
 use scribble_worker::WorkerConfig;
 use support::{
-    bench_dir, bench_projects, drive, env_number, median_seconds, request_bodies, shutdown_signal,
-    BATCH, CLIENTS,
+    bench_dir, collector_rate, env_number, median_seconds, request_bodies, shutdown_signal, BATCH,
+    CLIENTS,
 };
 
 fn required_env(name: &str) -> String {
@@ -150,22 +149,6 @@ async fn query(clickhouse: &str, sql: &str) -> String {
         .text()
         .await
         .expect("text")
-}
-
-async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -> f64 {
-    let router = scribble_collector::router(Arc::new(CollectorConfig::new(bench_projects())), sink);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/v1/events",
-        listener.local_addr().expect("address")
-    );
-    let (stop, shutdown) = shutdown_signal();
-    tokio::spawn(scribble_collector::serve(listener, router, shutdown()));
-    let rate = drive(&url, bodies).await;
-    let _ = stop.send(true);
-    rate
 }
 
 /// Runs one worker over the filled topic until ClickHouse holds every event; events/s.

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use scribble_bus::EventSink;
+use scribble_collector::CollectorConfig;
 use scribble_domain::project::{Project, Projects};
 use serde_json::{json, Value};
 
@@ -118,4 +120,22 @@ pub fn bench_projects() -> Projects {
             redirect_hosts: vec![],
         }],
     }
+}
+
+/// Events/s acknowledged by a collector over `sink`, loaded with `bodies` from `CLIENTS`
+/// concurrent clients.
+pub async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -> f64 {
+    let router = scribble_collector::router(Arc::new(CollectorConfig::new(bench_projects())), sink);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/v1/events",
+        listener.local_addr().expect("address")
+    );
+    let (stop, shutdown) = shutdown_signal();
+    tokio::spawn(scribble_collector::serve(listener, router, shutdown()));
+    let rate = drive(&url, bodies).await;
+    let _ = stop.send(true);
+    rate
 }

@@ -1,6 +1,11 @@
 //! Scale-out test plumbing: the servers `scripts/test` started, and a fresh topic and database
 //! per test.
 
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 use serde_json::{json, Value};
 
 /// The value of an environment variable `scripts/test` sets; fails the test (never skips it)
@@ -47,11 +52,32 @@ impl Stack {
 }
 
 impl Drop for Stack {
+    /// Drops the database and deletes the topic and its dead-letter topic, passed or failed.
     fn drop(&mut self) {
         let _ = reqwest::blocking::Client::new()
             .post(&self.clickhouse)
             .body(format!("DROP DATABASE IF EXISTS {}", self.database))
             .send();
+        let Some((brokers, topic)) = self.bus.trim_start_matches("kafka://").split_once('/') else {
+            return;
+        };
+        let Ok(admin) = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create::<AdminClient<DefaultClientContext>>()
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let dead_letters = format!("{topic}.dead-letters");
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(5)))
+            .request_timeout(Some(Duration::from_secs(5)));
+        let _ = runtime.block_on(admin.delete_topics(&[topic, dead_letters.as_str()], &options));
     }
 }
 

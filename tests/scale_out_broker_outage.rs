@@ -1,0 +1,118 @@
+//! A scale-out fault through the real processes: the Kafka broker is paused (SIGSTOP) in the
+//! middle of a load and resumed. Meanwhile the collector answers 503 with `Retry-After`, never
+//! 2xx for an event the broker did not acknowledge; afterwards every acknowledged event is in the
+//! reports, once. The broker is a private tansu, so pausing it disturbs no other test; ClickHouse
+//! is the real server of `scripts/test`.
+
+mod common;
+#[path = "../crates/bus/tests/common/tansu.rs"]
+mod tansu;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::scale_out::{batch, Stack};
+use common::Server;
+
+/// Per acknowledged batch: its customer and its event ids.
+type Acknowledged = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
+#[test]
+fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_once() {
+    let broker = tansu::Tansu::start();
+    let stack = Stack::with_brokers(&broker.brokers);
+    let server = Server::start_scale_out(&stack.bus, &stack.store);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Acknowledged = Arc::default();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..2)
+        .map(|sender| {
+            let (collector, stop, acknowledged, refused) = (
+                server.collector.clone(),
+                stop.clone(),
+                acknowledged.clone(),
+                refused.clone(),
+            );
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap();
+                for round in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let customer = format!("outage-{sender}-{round}");
+                    let (ids, body) = batch(&customer, 20);
+                    let reply = http
+                        .post(format!("{collector}/v1/events"))
+                        .bearer_auth(common::WRITE_KEY)
+                        .json(&body)
+                        .send()
+                        .expect("the collector answers even while the broker is down");
+                    match reply.status().as_u16() {
+                        200 => acknowledged.lock().unwrap().push((customer, ids)),
+                        503 => {
+                            assert!(
+                                reply.headers().contains_key("retry-after"),
+                                "a 503 says when to retry"
+                            );
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => panic!("unexpected status {other}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(7));
+    broker.resume();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    senders
+        .into_iter()
+        .for_each(|sender| sender.join().unwrap());
+
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "requests during the pause were refused with 503"
+    );
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 4,
+        "batches landed before and after the pause"
+    );
+    let total = acknowledged.len() as u64 * 20;
+    // Events refused with a 503 may still land later (a retry would be deduplicated), so the
+    // reports hold at least every acknowledged event.
+    server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+        body["events"].as_u64().unwrap_or(0) >= total
+    });
+    for (customer, ids) in &acknowledged {
+        let (status, journey) = server.get(&format!("/v1/customers/a:{customer}/journey"));
+        assert_eq!(status, 200, "{customer}: {journey}");
+        let stored: Vec<&str> = journey["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["event_id"].as_str().unwrap())
+            .collect();
+        let distinct: HashSet<&str> = stored.iter().copied().collect();
+        assert_eq!(
+            stored.len(),
+            distinct.len(),
+            "{customer}: no event counted twice"
+        );
+        for id in ids {
+            assert!(
+                distinct.contains(id.as_str()),
+                "acknowledged event {id} of {customer} never arrived"
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Scribble's store: where stitched journeys are read from. In the one-process mode it is the
 //! embedded store (SQLite as the source of truth, an in-memory journey book per project for
-//! reports). Reports reach either store through [`JourneyStore`].
+//! reports); scaled out it is ClickHouse ([`ClickHouseStore`]). Reports reach either through
+//! [`JourneyStore`], and get the same answers from both.
 
 mod clickhouse;
 mod embedded;

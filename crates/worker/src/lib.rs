@@ -1,7 +1,7 @@
 //! Scribble's stream worker: takes accepted events off the bus and writes them to the store in
 //! batches, committing its position on the bus only after the store has the batch, so a crash
 //! replays and never loses (the stores drop replayed event ids). [`embedded`] follows the embedded
-//! queue into the embedded store.
+//! queue into the embedded store; [`kafka`] is a consumer-group member moving Kafka into ClickHouse.
 
 pub mod embedded;
 pub mod kafka;

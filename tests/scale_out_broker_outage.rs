@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::scale_out::{batch, Stack};
+use common::scale_out::{batch, Stack, JOIN_PATIENCE};
 use common::Server;
 
 /// Per acknowledged batch: its customer and its event ids.
@@ -90,7 +90,7 @@ fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_onc
     let total = acknowledged.len() as u64 * 20;
     // Events refused with a 503 may still land later (a retry would be deduplicated), so the
     // reports hold at least every acknowledged event.
-    server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+    server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
         body["events"].as_u64().unwrap_or(0) >= total
     });
     for (customer, ids) in &acknowledged {

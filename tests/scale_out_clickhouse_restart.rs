@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::scale_out::{batch, required_env, Stack};
+use common::scale_out::{batch, required_env, Stack, JOIN_PATIENCE};
 use common::Server;
 
 #[test]
@@ -19,7 +19,7 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     let (first_ids, first) = batch("before-outage", 50);
     assert_eq!(server.post_events(&first).0, 200);
     // A new worker takes a few seconds to join its consumer group.
-    server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+    server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
         body["events"].as_u64() == Some(first_ids.len() as u64)
     });
 
@@ -48,7 +48,7 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     let restarted = restart_clickhouse(&servers_dir);
     std::fs::write(&pid_file, restarted).unwrap();
     let total = (first_ids.len() + second_ids.len()) as u64;
-    let answer = server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+    let answer = server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
         body["events"].as_u64() == Some(total)
     });
     assert_eq!(answer["customers"], 2);

@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::Body;
 use serde_json::{json, Value};
 
-use common::scale_out::Stack;
+use common::scale_out::{Stack, JOIN_PATIENCE};
 use common::scenario::{late_identify, touchpoints};
 use common::Server;
 
@@ -58,14 +56,12 @@ fn scale_out_answers_equal_the_embedded_answers() {
     for server in [&embedded, &scale_out] {
         send_everything(server, &demo);
         // A new worker takes a few seconds to join its consumer group.
-        server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+        server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
             body["events"] == expected_touchpoints
         });
-        server.wait_up_to(
-            Duration::from_secs(60),
-            "/v1/customers/a:cookie-a/journey",
-            |body| body["customer_id"] == "u:ann",
-        );
+        server.wait_up_to(JOIN_PATIENCE, "/v1/customers/a:cookie-a/journey", |body| {
+            body["customer_id"] == "u:ann"
+        });
     }
 
     let reports = [

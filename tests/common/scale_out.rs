@@ -8,6 +8,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use serde_json::{json, Value};
 
+/// How long a test waits for a new worker's first events to show: joining a consumer group on
+/// tansu 0.6.0 took from 3 s to over a minute in these tests (with Kafka it takes about 3 s).
+pub const JOIN_PATIENCE: Duration = Duration::from_secs(180);
+
 /// The value of an environment variable `scripts/test` sets; fails the test (never skips it)
 /// when it is missing.
 pub fn required_env(name: &str) -> String {

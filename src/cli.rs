@@ -75,6 +75,8 @@ pub struct ProjectArgs {
 /// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
 #[derive(Debug, Args, Clone)]
 pub struct BusArgs {
+    /// The event bus: `embedded` (a queue file in --data-dir) or
+    /// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
     #[arg(long, env = "SCRIBBLE_BUS", default_value = "embedded", value_parser = BusTarget::from_str)]
     pub bus: BusTarget,
 }
@@ -83,8 +85,23 @@ pub struct BusArgs {
 /// `clickhouse://HOST:PORT/DATABASE` (ClickHouse's HTTP port).
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
+    /// The store: `embedded` (a database file in --data-dir) or `clickhouse://HOST:PORT/DATABASE`
+    /// (the HTTP port of ClickHouse, usually 8123).
     #[arg(long, env = "SCRIBBLE_STORE", default_value = "embedded", value_parser = StoreTarget::from_str)]
     pub store: StoreTarget,
+}
+
+/// The worker's Kafka consumer group (with --bus kafka): workers of one group share the
+/// partitions, and its committed offsets say where a restarted worker resumes.
+#[derive(Debug, Args, Clone)]
+pub struct GroupArgs {
+    /// Kafka consumer group of the worker; run every worker of one deployment in the same group.
+    #[arg(
+        long,
+        env = "SCRIBBLE_WORKER_GROUP",
+        default_value = "scribble-workers"
+    )]
+    pub group: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -108,13 +125,8 @@ pub struct ServeArgs {
     pub bus: BusArgs,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Kafka consumer group of the worker (with --bus kafka).
-    #[arg(
-        long,
-        env = "SCRIBBLE_WORKER_GROUP",
-        default_value = "scribble-workers"
-    )]
-    pub group: String,
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// Load the generated demo data set before serving (idempotent: ids are deterministic).
     #[arg(long)]
     pub demo: bool,
@@ -129,6 +141,7 @@ pub struct ServeArgs {
 /// `scribble collector`: only the HTTP collector, writing to Kafka.
 #[derive(Debug, Args)]
 pub struct CollectorArgs {
+    /// Address the collector listens on (POST /v1/events, pixel, click, /readyz).
     #[arg(
         long,
         env = "SCRIBBLE_COLLECTOR_ADDR",
@@ -151,12 +164,8 @@ pub struct WorkerArgs {
     pub bus: BusArgs,
     #[command(flatten)]
     pub store: StoreArgs,
-    #[arg(
-        long,
-        env = "SCRIBBLE_WORKER_GROUP",
-        default_value = "scribble-workers"
-    )]
-    pub group: String,
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// Most events per ClickHouse insert.
     #[arg(long, env = "SCRIBBLE_BATCH_SIZE", default_value_t = 10_000)]
     pub batch_size: usize,
@@ -165,6 +174,7 @@ pub struct WorkerArgs {
 /// `scribble api`: only the query API, reading ClickHouse.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
+    /// Address the query API listens on (GET /v1/paths, /v1/metrics, ...).
     #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
     pub api_addr: SocketAddr,
     #[command(flatten)]

@@ -60,19 +60,19 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let worker = processes::spawn_kafka_worker(
             brokers,
             topic,
-            &args.group,
+            &args.group.group,
             store,
             config,
             shutdown.signal(),
         )
         .await?;
         info!(
-            group = args.group,
+            group = args.group.group,
             topic, database, "scribble worker consuming"
         );
         println!(
             "scribble worker consuming {topic} as {} into {database}",
-            args.group
+            args.group.group
         );
         shutdown.on_signal().await?;
         worker.await?;

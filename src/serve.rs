@@ -61,7 +61,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let worker = processes::spawn_kafka_worker(
                     brokers,
                     topic,
-                    &args.group,
+                    &args.group.group,
                     store.clone(),
                     WorkerConfig::default(),
                     shutdown.signal(),

@@ -25,8 +25,8 @@ use serde_json::Value;
 mod support;
 
 use support::{
-    bench_dir, collector_rate, drive, env_number, median_seconds, request_bodies, shutdown_signal,
-    BATCH, CLIENTS,
+    bench_dir, collector_rate, env_number, events_per_second, median_seconds, request_bodies,
+    shutdown_signal, BATCH, CLIENTS,
 };
 
 fn main() {
@@ -134,23 +134,7 @@ async fn naive_ingestion(bodies: &[bytes::Bytes]) -> f64 {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/v1/events",
-        listener.local_addr().expect("address")
-    );
-    let (stop, shutdown) = shutdown_signal();
-    let stopped = shutdown();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stopped)
-            .await
-    });
-    let rate = drive(&url, bodies).await;
-    let _ = stop.send(true);
-    rate
+    events_per_second(router, bodies).await
 }
 
 /// The worker alone: events/s moved from a filled queue into the store (and the journey books).

@@ -235,9 +235,9 @@ pub struct ImportArgs {
     pub batch: usize,
 }
 
-/// Flags every report shares: where the API is, the key, the time range and filters.
+/// Where a running query API is and the read key to ask it with.
 #[derive(Debug, Args, Clone)]
-pub struct ReportArgs {
+pub struct ApiClientArgs {
     /// Query API base URL.
     #[arg(
         long,
@@ -245,8 +245,16 @@ pub struct ReportArgs {
         default_value = "http://127.0.0.1:8081"
     )]
     pub api: String,
+    /// Read key of the project to report on.
     #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
     pub read_key: String,
+}
+
+/// Flags every report shares: where the API is, the key, the time range and filters.
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub client: ApiClientArgs,
     /// Only touchpoints at or after this date or RFC 3339 time.
     #[arg(long)]
     pub from: Option<String>,
@@ -324,15 +332,8 @@ pub struct MetricsArgs {
 pub struct JourneyArgs {
     /// Any identity of the customer: a user id, `u:<user id>` or `a:<anonymous id>`.
     pub customer: String,
-    /// Query API base URL.
-    #[arg(
-        long,
-        env = "SCRIBBLE_API_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub api: String,
-    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
-    pub read_key: String,
+    #[command(flatten)]
+    pub client: ApiClientArgs,
     /// Print the JSON answer instead of a timeline.
     #[arg(long)]
     pub json: bool,

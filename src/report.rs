@@ -5,18 +5,19 @@ use anyhow::{bail, Context};
 use scribble_domain::render::human_duration;
 use serde_json::Value;
 
-use crate::cli::{GraphFormat, GraphView, JourneyArgs, MetricsArgs, PathsArgs, ReportArgs};
+use crate::cli::{
+    ApiClientArgs, GraphFormat, GraphView, JourneyArgs, MetricsArgs, PathsArgs, ReportArgs,
+};
 
 fn get(
-    api: &str,
-    read_key: &str,
+    client: &ApiClientArgs,
     path: &str,
     params: &[(String, String)],
 ) -> anyhow::Result<reqwest::blocking::Response> {
-    let url = format!("{}{path}", api.trim_end_matches('/'));
+    let url = format!("{}{path}", client.api.trim_end_matches('/'));
     let response = reqwest::blocking::Client::new()
         .get(&url)
-        .bearer_auth(read_key)
+        .bearer_auth(&client.read_key)
         .query(params)
         .send()
         .with_context(|| {
@@ -90,23 +91,11 @@ pub fn paths(args: PathsArgs) -> anyhow::Result<()> {
         params.push(("format".into(), format.into()));
         print!(
             "{}",
-            get(
-                &args.report.api,
-                &args.report.read_key,
-                "/v1/paths",
-                &params
-            )?
-            .text()?
+            get(&args.report.client, "/v1/paths", &params)?.text()?
         );
         return Ok(());
     }
-    let graph: Value = get(
-        &args.report.api,
-        &args.report.read_key,
-        "/v1/paths",
-        &params,
-    )?
-    .json()?;
+    let graph: Value = get(&args.report.client, "/v1/paths", &params)?.json()?;
     if args.format == GraphFormat::Json {
         println!("{}", serde_json::to_string_pretty(&graph)?);
         return Ok(());
@@ -161,13 +150,7 @@ fn graph_table(graph: &Value) -> String {
 pub fn metrics(args: MetricsArgs) -> anyhow::Result<()> {
     let mut params = filter_params(&args.report)?;
     params.push(("goal".into(), args.goal));
-    let metrics: Value = get(
-        &args.report.api,
-        &args.report.read_key,
-        "/v1/metrics",
-        &params,
-    )?
-    .json()?;
+    let metrics: Value = get(&args.report.client, "/v1/metrics", &params)?.json()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&metrics)?);
         return Ok(());
@@ -202,7 +185,7 @@ fn metrics_table(metrics: &Value) -> String {
 
 pub fn journey(args: JourneyArgs) -> anyhow::Result<()> {
     let path = format!("/v1/customers/{}/journey", urlencode(&args.customer));
-    let journey: Value = get(&args.api, &args.read_key, &path, &[])?.json()?;
+    let journey: Value = get(&args.client, &path, &[])?.json()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&journey)?);
         return Ok(());

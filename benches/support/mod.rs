@@ -126,6 +126,12 @@ pub fn bench_projects() -> Projects {
 /// concurrent clients.
 pub async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -> f64 {
     let router = scribble_collector::router(Arc::new(CollectorConfig::new(bench_projects())), sink);
+    events_per_second(router, bodies).await
+}
+
+/// Serves `router` on a free loopback port for as long as it takes to post `bodies` to its
+/// `/v1/events`; returns the acknowledged events/s.
+pub async fn events_per_second(router: axum::Router, bodies: &[bytes::Bytes]) -> f64 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -134,7 +140,12 @@ pub async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -
         listener.local_addr().expect("address")
     );
     let (stop, shutdown) = shutdown_signal();
-    tokio::spawn(scribble_collector::serve(listener, router, shutdown()));
+    let stopped = shutdown();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+    });
     let rate = drive(&url, bodies).await;
     let _ = stop.send(true);
     rate

@@ -88,10 +88,6 @@ impl Projects {
             .iter()
             .find(|project| project.read_keys.iter().any(|candidate| candidate == key))
     }
-
-    pub fn by_name(&self, name: &str) -> Option<&Project> {
-        self.projects.iter().find(|project| project.name == name)
-    }
 }
 
 #[cfg(test)]

@@ -74,3 +74,23 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_store_is_a_retryable_503() {
+        let response = ApiError::StoreUnavailable("connection refused".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn client_mistakes_are_4xx_without_retry_after() {
+        let response = ApiError::invalid("steps", "must be a whole number").into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response.headers().get(axum::http::header::RETRY_AFTER).is_none());
+        assert_eq!(ApiError::WriteKeyOnReadApi.into_response().status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -64,7 +64,8 @@ pub async fn run(
         };
         let batch = match batch {
             Ok(batch) if batch.is_empty() => continue,
-            Ok(batch) => batch,
+            // Shared with the blocking commit task instead of copying every event for it.
+            Ok(batch) => Arc::new(batch),
             Err(error) => {
                 warn!(%error, "polling the bus failed; retrying");
                 tokio::time::sleep(config.retry_after).await;
@@ -79,7 +80,7 @@ pub async fn run(
         let mut attempt = 0;
         loop {
             let committing = source.clone();
-            let to_commit = batch.clone();
+            let to_commit = Arc::clone(&batch);
             match tokio::task::spawn_blocking(move || committing.commit(&to_commit)).await {
                 Ok(Ok(())) => break,
                 Ok(Err(error)) => warn!(%error, attempt, "offset commit failed; retrying"),

@@ -23,7 +23,7 @@ type Acknowledged = Arc<Mutex<Vec<(String, Vec<String>)>>>;
 fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_once() {
     let broker = tansu::Tansu::start();
     let stack = Stack::with_brokers(&broker.brokers);
-    let server = Server::start_scale_out(&stack.bus, &stack.store);
+    let server = Server::start_scale_out(&stack);
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged: Acknowledged = Arc::default();
     let refused = Arc::new(AtomicUsize::new(0));

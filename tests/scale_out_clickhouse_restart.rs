@@ -15,7 +15,7 @@ use common::Server;
 fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     let stack = Stack::new();
     let servers_dir = required_env("SCRIBBLE_TEST_SERVERS_DIR");
-    let server = Server::start_scale_out(&stack.bus, &stack.store);
+    let server = Server::start_scale_out(&stack);
     let (first_ids, first) = batch("before-outage", 50);
     assert_eq!(server.post_events(&first).0, 200);
     // A new worker takes a few seconds to join its consumer group.

@@ -52,7 +52,7 @@ fn scale_out_answers_equal_the_embedded_answers() {
 
     let (_guard, data_dir) = common::data_dir();
     let embedded = Server::start(&data_dir);
-    let scale_out = Server::start_scale_out(&stack.bus, &stack.store);
+    let scale_out = Server::start_scale_out(&stack);
     for server in [&embedded, &scale_out] {
         send_everything(server, &demo);
         // A new worker takes a few seconds to join its consumer group.

@@ -24,8 +24,8 @@ fn worker_killed_mid_load_and_restarted_loses_nothing_and_counts_nothing_twice()
     broker
         .create_topic(topic, 3, 1)
         .expect("create the topic on the mock cluster");
-    let mut server = Server::start_scale_out_without_worker(&stack.bus, &stack.store);
-    let mut worker = start_worker(&stack.bus, &stack.store);
+    let mut server = Server::start_scale_out_without_worker(&stack);
+    let mut worker = start_worker(&stack);
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(Mutex::new(0u64));
     let collector = server.collector.clone();
@@ -62,7 +62,7 @@ fn worker_killed_mid_load_and_restarted_loses_nothing_and_counts_nothing_twice()
     worker.kill().unwrap();
     worker.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let restarted = start_worker(&stack.bus, &stack.store);
+    let restarted = start_worker(&stack);
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, Ordering::Relaxed);
     senders

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use scale_out::Stack;
+
 pub const WRITE_KEY: &str = "test-write-key";
 pub const READ_KEY: &str = "test-read-key";
 
@@ -60,15 +62,17 @@ pub fn spawn_scribble(args: &[&str], ready_lines: usize) -> (Child, Vec<String>)
     (child, printed)
 }
 
-/// Starts one `scribble worker` of the test group, once it has joined.
-pub fn start_worker(bus: &str, store: &str) -> Child {
+/// Starts one `scribble worker` in the consumer group of `stack`.
+pub fn start_worker(stack: &Stack) -> Child {
     spawn_scribble(
         &[
             "worker",
             "--bus",
-            bus,
+            &stack.bus,
             "--store",
-            store,
+            &stack.store,
+            "--group",
+            &stack.group,
             "--batch-size",
             "500",
         ],
@@ -117,16 +121,17 @@ impl Server {
         )
     }
 
-    /// Starts the scale-out processes over Kafka `bus` and ClickHouse `store` (URLs in the
-    /// `--bus`/`--store` syntax): a collector, one worker and a query API.
-    pub fn start_scale_out(bus: &str, store: &str) -> Server {
-        let mut server = Self::start_scale_out_without_worker(bus, store);
-        server.processes.push(start_worker(bus, store));
+    /// Starts the scale-out processes over the topic, database and group of `stack`: a
+    /// collector, one worker and a query API.
+    pub fn start_scale_out(stack: &Stack) -> Server {
+        let mut server = Self::start_scale_out_without_worker(stack);
+        server.processes.push(start_worker(stack));
         server
     }
 
     /// The collector and the query API of the scale-out stack, with no worker yet.
-    pub fn start_scale_out_without_worker(bus: &str, store: &str) -> Server {
+    pub fn start_scale_out_without_worker(stack: &Stack) -> Server {
+        let (bus, store) = (stack.bus.as_str(), stack.store.as_str());
         let mut collector_args = vec![
             "collector",
             "--collector-addr",

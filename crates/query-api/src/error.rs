@@ -90,7 +90,13 @@ mod tests {
     fn client_mistakes_are_4xx_without_retry_after() {
         let response = ApiError::invalid("steps", "must be a whole number").into_response();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert!(response.headers().get(axum::http::header::RETRY_AFTER).is_none());
-        assert_eq!(ApiError::WriteKeyOnReadApi.into_response().status(), StatusCode::FORBIDDEN);
+        assert!(response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none());
+        assert_eq!(
+            ApiError::WriteKeyOnReadApi.into_response().status(),
+            StatusCode::FORBIDDEN
+        );
     }
 }

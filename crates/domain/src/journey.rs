@@ -10,7 +10,7 @@ pub struct Step {
     pub at_ms: i64,
     pub touchpoint: Sym,
     pub channel: Sym,
-    /// Index of the touch in the book it came from, for timelines and property lookups.
+    /// Index of the step's properties in [`JourneySet::properties`].
     pub touch: u32,
 }
 
@@ -28,6 +28,10 @@ pub struct Journey {
 pub struct JourneySet {
     pub journeys: Vec<Journey>,
     pub symbols: Symbols,
+    /// Per step (indexed by [`Step::touch`]): its top-level scalar properties as interned
+    /// `(key, value)` pairs, values as the text filters compare. May be empty when the set was
+    /// built without properties; then every step has none.
+    pub properties: Vec<Box<[(Sym, Sym)]>>,
 }
 
 impl JourneySet {
@@ -57,7 +61,22 @@ impl JourneySet {
                 steps,
             });
         }
-        Self { journeys, symbols }
+        Self {
+            journeys,
+            symbols,
+            properties: Vec::new(),
+        }
+    }
+
+    /// The value of property `key` on `step`, as text (numbers as written, booleans as
+    /// `true`/`false`); `None` when the step has no such scalar property.
+    pub fn property(&self, step: &Step, key: &str) -> Option<&str> {
+        let key = self.symbols.get(key)?;
+        self.properties
+            .get(step.touch as usize)?
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|&(_, value)| self.symbols.name(value))
     }
 
     pub fn event_count(&self) -> usize {

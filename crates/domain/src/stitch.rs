@@ -243,6 +243,7 @@ impl JourneyBook {
             return JourneySet {
                 journeys: Vec::new(),
                 symbols: self.symbols.clone(),
+                properties: Vec::new(),
             };
         };
         let allowed_roots: Option<HashSet<u32>> = (!filter.traits.is_empty()).then(|| {
@@ -289,6 +290,7 @@ impl JourneyBook {
             .map(|(root, steps)| (&names[&root], steps))
             .collect();
         named.sort_unstable_by(|a, b| customer_name_order(a.0).cmp(&customer_name_order(b.0)));
+        let mut properties = Vec::new();
         let journeys = named
             .into_iter()
             .enumerate()
@@ -296,6 +298,11 @@ impl JourneyBook {
                 steps.sort_unstable_by_key(|step| {
                     (step.at_ms, self.touches[step.touch as usize].event_id)
                 });
+                // Renumber from book indexes to indexes into the set's own property list.
+                for step in &mut steps {
+                    let book_index = std::mem::replace(&mut step.touch, properties.len() as u32);
+                    properties.push(self.touches[book_index as usize].properties.clone());
+                }
                 Journey {
                     customer: customer as u32,
                     steps,
@@ -305,6 +312,7 @@ impl JourneyBook {
         JourneySet {
             journeys,
             symbols: self.symbols.clone(),
+            properties,
         }
     }
 
@@ -535,6 +543,27 @@ mod tests {
             ..Default::default()
         };
         assert!(book.journeys(&unknown).journeys.is_empty());
+    }
+
+    #[test]
+    fn every_step_of_a_set_reads_its_own_properties() {
+        let mut book = JourneyBook::new();
+        for event in scenario() {
+            book.add(&event);
+        }
+        book.add(&event(9, json!({"timestamp": "2026-11-02T00:00:00Z", "touchpoint": "purchase", "user_id": "bob", "properties": {"value": 12.5, "paid": true, "items": [1]}})));
+        let set = book.journeys(&JourneyFilter::default());
+        let purchase = set
+            .journeys
+            .iter()
+            .flat_map(|journey| &journey.steps)
+            .find(|step| step.at_ms == crate::event::parse_time("2026-11-02T00:00:00Z").unwrap())
+            .unwrap();
+        assert_eq!(set.property(purchase, "value"), Some("12.5"));
+        assert_eq!(set.property(purchase, "paid"), Some("true"));
+        assert_eq!(set.property(purchase, "items"), None, "not a scalar");
+        let first = &set.journeys[0].steps[0];
+        assert_eq!(set.property(first, "value"), None);
     }
 
     proptest! {

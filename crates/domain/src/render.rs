@@ -1,6 +1,6 @@
-//! Path graphs as text for other tools: Graphviz DOT and Mermaid flowcharts. Labels come from
-//! senders, so every label is escaped for the target syntax; no label can end a string, open a
-//! new statement or inject markup.
+//! Reports as text for other tools: path graphs as Graphviz DOT and Mermaid flowcharts, tables
+//! as CSV. Labels come from senders, so every label is escaped for the target syntax; no label
+//! can end a string, open a new statement, inject markup or start a spreadsheet formula.
 
 use std::fmt::Write;
 
@@ -21,6 +21,41 @@ pub fn to_dot(graph: &PathGraph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// A CSV table (RFC 4180, `\r\n` line ends) with `header` and `rows`. Fields are quoted when
+/// they hold a comma, quote or line break; a field starting with `=`, `+`, `-` or `@` that is
+/// not a number gets a leading `'`, so a spreadsheet shows it as text instead of running it.
+pub fn to_csv<R, F>(header: &[&str], rows: R) -> String
+where
+    R: IntoIterator<Item = Vec<F>>,
+    F: AsRef<str>,
+{
+    let mut out = String::new();
+    let mut line = |fields: &mut dyn Iterator<Item = &str>| {
+        let escaped: Vec<String> = fields.map(csv_field).collect();
+        out.push_str(&escaped.join(","));
+        out.push_str("\r\n");
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(AsRef::as_ref));
+    }
+    out
+}
+
+fn csv_field(field: &str) -> String {
+    let formula = field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err();
+    let field = if formula {
+        format!("'{field}")
+    } else {
+        field.to_owned()
+    };
+    if field.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field
+    }
 }
 
 /// The graph as a Mermaid `flowchart LR`, with the same labels as [`to_dot`].
@@ -101,6 +136,22 @@ fn mermaid_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_what_needs_it_and_defuses_formulas() {
+        let csv = to_csv(
+            &["touchpoint", "customers"],
+            [
+                vec!["site_visit", "12"],
+                vec!["say \"hi\", then", "-3"],
+                vec!["=HYPERLINK(1)", "line\nbreak"],
+            ],
+        );
+        assert_eq!(
+            csv,
+            "touchpoint,customers\r\nsite_visit,12\r\n\"say \"\"hi\"\", then\",-3\r\n'=HYPERLINK(1),\"line\nbreak\"\r\n"
+        );
+    }
     use crate::paths::GraphView;
 
     const HOSTILE: &str = "x\"] --> evil[\"<b>#quot;\\N\nnext|`{}`";

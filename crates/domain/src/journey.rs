@@ -14,7 +14,8 @@ pub struct Step {
     pub touch: u32,
 }
 
-/// One customer's stitched journey. `steps` is sorted by event time (ties by event id) and
+/// One customer's stitched journey. `steps` is sorted by event time (ties by touchpoint, channel,
+/// then event id) and
 /// never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journey {

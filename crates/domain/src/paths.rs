@@ -233,20 +233,42 @@ fn top_labels(
             *customers.entry((first + offset, step.label)).or_default() += 1;
         }
     }
-    let mut ranked: Vec<((usize, u32), usize)> = customers.into_iter().collect();
+    top_per_step(customers, top_n, |label| paths.labels.name(*label))
+}
+
+/// Of `customers` per `(step, label)`, the pairs within the top `top_n` of their step: most
+/// customers first, ties broken by `name`. The positional view shows these and groups the rest
+/// as [`OTHER`]; stores that count in their own query language rank with this too.
+pub fn top_per_step<'a, L>(
+    customers: HashMap<(usize, L), usize>,
+    top_n: usize,
+    name: impl Fn(&L) -> &'a str,
+) -> HashSet<(usize, L)>
+where
+    L: Eq + std::hash::Hash,
+{
+    let mut ranked: Vec<((usize, L), usize)> = customers.into_iter().collect();
     ranked.sort_by(
         |((step_a, label_a), count_a), ((step_b, label_b), count_b)| {
             step_a
                 .cmp(step_b)
                 .then(count_b.cmp(count_a))
-                .then_with(|| paths.labels.name(*label_a).cmp(paths.labels.name(*label_b)))
+                .then_with(|| name(label_a).cmp(name(label_b)))
         },
     );
-    ranked
-        .chunk_by(|((step_a, _), _), ((step_b, _), _)| step_a == step_b)
-        .flat_map(|same_step| same_step.iter().take(top_n))
-        .map(|&(key, _)| key)
-        .collect()
+    let mut kept = HashSet::new();
+    let mut current: Option<(usize, usize)> = None;
+    for ((step, label), _) in ranked {
+        let taken = match current {
+            Some((current_step, taken)) if current_step == step => taken,
+            _ => 0,
+        };
+        current = Some((step, taken + 1));
+        if taken < top_n {
+            kept.insert((step, label));
+        }
+    }
+    kept
 }
 
 /// Display labels of one report, interned. Virtual labels are added unconditionally, so they
@@ -458,45 +480,97 @@ impl GraphTally {
 
     fn finish(self, view: GraphView, customers: usize, labels: &Labels) -> PathGraph {
         let (nodes, edges) = self.graph.into_nodes_edges();
+        let node_counts = nodes
+            .iter()
+            .map(|node| NodeCount {
+                step: node.weight.step,
+                label: labels.name(node.weight.label).to_owned(),
+                customers: node.weight.tally.customers,
+                visits: node.weight.tally.passes,
+            })
+            .collect();
+        let edge_counts = edges
+            .into_iter()
+            .map(|edge| {
+                let (from, to) = (edge.source().index(), edge.target().index());
+                let mut weight = edge.weight;
+                EdgeCount {
+                    from,
+                    to,
+                    customers: weight.tally.customers,
+                    transitions: weight.tally.passes,
+                    median_seconds: median(&mut weight.seconds),
+                }
+            })
+            .collect();
+        PathGraph::from_counts(view, customers, node_counts, edge_counts)
+    }
+}
+
+/// A node counted by whoever walked the paths: this module, or a store's query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeCount {
+    pub step: Option<usize>,
+    pub label: String,
+    pub customers: usize,
+    pub visits: usize,
+}
+
+/// An edge counted by whoever walked the paths, between indexes into its node list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeCount {
+    pub from: usize,
+    pub to: usize,
+    pub customers: usize,
+    pub transitions: usize,
+    pub median_seconds: Option<f64>,
+}
+
+impl PathGraph {
+    /// The graph of counted `nodes` and `edges` (edges index into `nodes`; labels unique per
+    /// step), ordered and numbered as [`PathGraph`] documents, so that equal counts give equal
+    /// graphs whoever counted them.
+    pub fn from_counts(
+        view: GraphView,
+        customers: usize,
+        nodes: Vec<NodeCount>,
+        edges: Vec<EdgeCount>,
+    ) -> PathGraph {
         let mut order: Vec<usize> = (0..nodes.len()).collect();
         order.sort_by(|&a, &b| {
-            let (a, b) = (&nodes[a].weight, &nodes[b].weight);
+            let (a, b) = (&nodes[a], &nodes[b]);
             a.step
                 .cmp(&b.step)
-                .then(b.tally.customers.cmp(&a.tally.customers))
-                .then_with(|| labels.name(a.label).cmp(labels.name(b.label)))
-                .then(a.label.cmp(&b.label))
+                .then(b.customers.cmp(&a.customers))
+                .then_with(|| a.label.cmp(&b.label))
         });
         let mut id_of = vec![0; nodes.len()];
         for (id, &index) in order.iter().enumerate() {
             id_of[index] = id;
         }
+        let mut nodes: Vec<Option<NodeCount>> = nodes.into_iter().map(Some).collect();
         let nodes: Vec<PathNode> = order
             .iter()
             .enumerate()
             .map(|(id, &index)| {
-                let node = &nodes[index].weight;
+                let node = nodes[index].take().expect("each node is placed once");
                 PathNode {
                     id,
-                    label: labels.name(node.label).to_owned(),
+                    label: node.label,
                     step: node.step,
-                    customers: node.tally.customers,
-                    visits: node.tally.passes,
+                    customers: node.customers,
+                    visits: node.visits,
                 }
             })
             .collect();
         let mut edges: Vec<PathEdge> = edges
             .into_iter()
-            .map(|edge| {
-                let (from, to) = (edge.source(), edge.target());
-                let mut weight = edge.weight;
-                PathEdge {
-                    from: id_of[from.index()],
-                    to: id_of[to.index()],
-                    customers: weight.tally.customers,
-                    transitions: weight.tally.passes,
-                    median_seconds: median(&mut weight.seconds),
-                }
+            .map(|edge| PathEdge {
+                from: id_of[edge.from],
+                to: id_of[edge.to],
+                customers: edge.customers,
+                transitions: edge.transitions,
+                median_seconds: edge.median_seconds,
             })
             .collect();
         edges.sort_by(|a, b| {

@@ -231,7 +231,8 @@ impl JourneyBook {
     }
 
     /// The stitched journeys that pass `filter`, in customer-name order, each sorted by event
-    /// time (ties by event id). The returned set carries a copy of the symbol table.
+    /// time, ties by touchpoint name, then channel name, then event id (so that a store sorting
+    /// by time and label agrees). The returned set carries a copy of the symbol table.
     pub fn journeys(&self, filter: &JourneyFilter) -> JourneySet {
         let property_filter: Option<Vec<(Sym, Sym)>> = filter
             .properties
@@ -295,8 +296,17 @@ impl JourneyBook {
             .into_iter()
             .enumerate()
             .map(|(customer, (_, mut steps))| {
-                steps.sort_unstable_by_key(|step| {
-                    (step.at_ms, self.touches[step.touch as usize].event_id)
+                steps.sort_unstable_by(|a, b| {
+                    a.at_ms.cmp(&b.at_ms).then_with(|| {
+                        let name = |sym| self.symbols.name(sym);
+                        name(a.touchpoint)
+                            .cmp(name(b.touchpoint))
+                            .then_with(|| name(a.channel).cmp(name(b.channel)))
+                            .then_with(|| {
+                                let id = |step: &Step| self.touches[step.touch as usize].event_id;
+                                id(a).cmp(&id(b))
+                            })
+                    })
                 });
                 // Renumber from book indexes to indexes into the set's own property list.
                 for step in &mut steps {

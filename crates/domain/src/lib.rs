@@ -2,8 +2,10 @@
 //! sessions and stages, path graphs, scribble metrics, and the demo data generator. No IO: callers
 //! pass in clocks, ids and randomness, and get plain values back.
 
+pub mod attribution;
 pub mod demo;
 pub mod event;
+pub mod influence;
 pub mod journey;
 pub mod metrics;
 pub mod paths;
@@ -12,3 +14,4 @@ pub mod render;
 pub mod stages;
 pub mod stitch;
 pub mod symbols;
+pub mod top_paths;

@@ -1,0 +1,488 @@
+//! Top paths: the most common whole touchpoint sequences, and how often each one converts.
+//!
+//! These docs are the reference semantics: any other implementation of the report (the
+//! ClickHouse one included) must give the same rows in the same order.
+//!
+//! Each customer has exactly one path, cut from their journey by [`TopPathsOptions`] in this
+//! order (the first two steps commute):
+//! 1. with `up_to_goal` and a goal the journey contains, the journey ends at its first goal
+//!    step, which stays in;
+//! 2. with `collapse_repeats`, consecutive steps with the same touchpoint become one;
+//! 3. a path longer than `max_steps` keeps its first `max_steps` steps and is marked truncated.
+//!
+//! A path is its touchpoint sequence together with the truncated mark: `a > b` cut from a longer
+//! journey and `a > b` that ended there are two different paths.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::journey::JourneySet;
+use crate::paths::OTHER;
+use crate::render::to_csv;
+use crate::symbols::Sym;
+
+/// Which paths to count and how many to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopPathsOptions {
+    /// Conversion touchpoint. A customer converts when their journey contains it anywhere, even
+    /// past the part their path keeps. `None`: no conversion figures.
+    pub goal: Option<String>,
+    /// Cut each journey at its first goal step, inclusive. No effect without a goal, nor on
+    /// journeys without it.
+    pub up_to_goal: bool,
+    /// Merge consecutive steps with the same touchpoint into one.
+    pub collapse_repeats: bool,
+    /// Longest path, in steps; longer paths are cut and marked truncated. 0 cuts every path to
+    /// nothing, so all customers share the one empty, truncated path. Default 10.
+    pub max_steps: usize,
+    /// Paths shown; the rest are summed in [`TopPathsReport::other`]. Default 20.
+    pub limit: usize,
+}
+
+impl Default for TopPathsOptions {
+    fn default() -> Self {
+        Self {
+            goal: None,
+            up_to_goal: false,
+            collapse_repeats: false,
+            max_steps: 10,
+            limit: 20,
+        }
+    }
+}
+
+/// One distinct path and the customers who took it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopPath {
+    /// Touchpoint names, in journey order.
+    pub steps: Vec<String>,
+    /// The journey went on past `max_steps`.
+    pub truncated: bool,
+    pub customers: usize,
+    /// Customers on the path who converted; `None` without a goal.
+    pub conversions: Option<usize>,
+    /// `conversions / customers`; `None` without a goal.
+    pub conversion_rate: Option<f64>,
+}
+
+/// The distinct paths beyond the limit, summed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OtherPaths {
+    /// How many distinct paths.
+    pub paths: usize,
+    pub customers: usize,
+    /// `None` without a goal.
+    pub conversions: Option<usize>,
+    /// `conversions / customers`; `None` without a goal or without customers.
+    pub conversion_rate: Option<f64>,
+}
+
+/// The top paths report. `customers` equals the customers of `paths` plus `other.customers`;
+/// the same holds for conversions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopPathsReport {
+    pub goal: Option<String>,
+    pub customers: usize,
+    /// Converters among all customers; `None` without a goal.
+    pub conversions: Option<usize>,
+    /// The first `limit` distinct paths, by customers (most first), then by steps compared
+    /// name by name in byte order (a path before its own extensions), then untruncated before
+    /// truncated.
+    pub paths: Vec<TopPath>,
+    pub other: OtherPaths,
+}
+
+impl TopPathsReport {
+    /// One line per shown path: `path` (steps joined by ` > `, which no touchpoint name can
+    /// contain), `steps` (their count), `truncated`, `customers`, `conversions` and
+    /// `conversion_rate` (empty without a goal). When paths were left out, a last `(other)` row
+    /// sums them, with empty `steps` and `truncated`.
+    pub fn to_csv(&self) -> String {
+        let optional = |value: Option<String>| value.unwrap_or_default();
+        let mut rows: Vec<Vec<String>> = self
+            .paths
+            .iter()
+            .map(|path| {
+                vec![
+                    path.steps.join(" > "),
+                    path.steps.len().to_string(),
+                    path.truncated.to_string(),
+                    path.customers.to_string(),
+                    optional(path.conversions.map(|count| count.to_string())),
+                    optional(path.conversion_rate.map(|rate| rate.to_string())),
+                ]
+            })
+            .collect();
+        if self.other.paths > 0 {
+            rows.push(vec![
+                OTHER.to_owned(),
+                String::new(),
+                String::new(),
+                self.other.customers.to_string(),
+                optional(self.other.conversions.map(|count| count.to_string())),
+                optional(self.other.conversion_rate.map(|rate| rate.to_string())),
+            ]);
+        }
+        to_csv(
+            &[
+                "path",
+                "steps",
+                "truncated",
+                "customers",
+                "conversions",
+                "conversion_rate",
+            ],
+            rows,
+        )
+    }
+}
+
+/// Customers and conversions of one path.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    customers: usize,
+    conversions: usize,
+}
+
+/// Counts every customer's path in `set` and keeps the most common `opts.limit`.
+pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
+    let goal = opts.goal.as_deref().and_then(|name| set.symbols.get(name));
+    // Indexed by the truncated mark, so lookups borrow the path instead of cloning it.
+    let mut tallies: [HashMap<Vec<Sym>, Tally>; 2] = Default::default();
+    let mut conversions = 0;
+    let mut path: Vec<Sym> = Vec::new();
+    for journey in &set.journeys {
+        let conversion = goal.and_then(|goal| {
+            journey
+                .steps
+                .iter()
+                .position(|step| step.touchpoint == goal)
+        });
+        let end = match conversion {
+            Some(at) if opts.up_to_goal => at + 1,
+            _ => journey.steps.len(),
+        };
+        path.clear();
+        for step in &journey.steps[..end] {
+            if opts.collapse_repeats && path.last() == Some(&step.touchpoint) {
+                continue;
+            }
+            path.push(step.touchpoint);
+        }
+        let truncated = path.len() > opts.max_steps;
+        path.truncate(opts.max_steps);
+        let by_path = &mut tallies[usize::from(truncated)];
+        let tally = match by_path.get_mut(path.as_slice()) {
+            Some(tally) => tally,
+            None => by_path.entry(path.clone()).or_default(),
+        };
+        tally.customers += 1;
+        if conversion.is_some() {
+            tally.conversions += 1;
+            conversions += 1;
+        }
+    }
+
+    let with_goal = opts.goal.is_some();
+    let rate = |conversions: usize, customers: usize| {
+        (with_goal && customers > 0).then(|| conversions as f64 / customers as f64)
+    };
+    let [complete, truncated] = tallies;
+    let mut paths: Vec<TopPath> = complete
+        .into_iter()
+        .map(|entry| (entry, false))
+        .chain(truncated.into_iter().map(|entry| (entry, true)))
+        .map(|((steps, tally), truncated)| TopPath {
+            steps: steps
+                .iter()
+                .map(|&touchpoint| set.symbols.name(touchpoint).to_owned())
+                .collect(),
+            truncated,
+            customers: tally.customers,
+            conversions: with_goal.then_some(tally.conversions),
+            conversion_rate: rate(tally.conversions, tally.customers),
+        })
+        .collect();
+    paths.sort_by(|a, b| {
+        b.customers
+            .cmp(&a.customers)
+            .then_with(|| a.steps.cmp(&b.steps))
+            .then_with(|| a.truncated.cmp(&b.truncated))
+    });
+    let rest = paths.split_off(opts.limit.min(paths.len()));
+    let other_customers = rest.iter().map(|path| path.customers).sum();
+    let other_conversions = rest.iter().filter_map(|path| path.conversions).sum();
+    TopPathsReport {
+        goal: opts.goal.clone(),
+        customers: set.journeys.len(),
+        conversions: with_goal.then_some(conversions),
+        paths,
+        other: OtherPaths {
+            paths: rest.len(),
+            customers: other_customers,
+            conversions: with_goal.then_some(other_conversions),
+            conversion_rate: rate(other_conversions, other_customers),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn journeys(sequences: &[&[&'static str]]) -> JourneySet {
+        JourneySet::from_sequences(sequences.iter().map(|touchpoints| {
+            touchpoints
+                .iter()
+                .enumerate()
+                .map(|(at, &touchpoint)| (touchpoint, "web", at as i64))
+                .collect::<Vec<_>>()
+        }))
+    }
+
+    /// J1-J3 reach the same `ad > site > purchase` once cut at the goal and collapsed; J6 is cut
+    /// by `max_steps` to the same steps J7 ends with.
+    fn worked_example() -> JourneySet {
+        journeys(&[
+            &["ad", "site", "site", "purchase", "email"],
+            &["ad", "site", "purchase"],
+            &["ad", "site", "purchase", "support", "purchase"],
+            &["site", "email"],
+            &["site", "email"],
+            &["email", "site", "site", "site", "ad", "webinar"],
+            &["email", "site", "ad"],
+            &["purchase"],
+        ])
+    }
+
+    /// A row as `(steps, truncated, customers, conversions)`.
+    type Row = (Vec<&'static str>, bool, usize, Option<usize>);
+
+    fn rows(report: &TopPathsReport) -> Vec<(Vec<&str>, bool, usize, Option<usize>)> {
+        report
+            .paths
+            .iter()
+            .map(|path| {
+                (
+                    path.steps.iter().map(String::as_str).collect(),
+                    path.truncated,
+                    path.customers,
+                    path.conversions,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_are_cut_collapsed_truncated_and_ranked() {
+        let opts = TopPathsOptions {
+            goal: Some("purchase".into()),
+            up_to_goal: true,
+            collapse_repeats: true,
+            max_steps: 3,
+            limit: 3,
+        };
+        let report = top_paths(&worked_example(), &opts);
+        let expected: Vec<Row> = vec![
+            (vec!["ad", "site", "purchase"], false, 3, Some(3)),
+            (vec!["site", "email"], false, 2, Some(0)),
+            // Ties on one customer: "email..." before "purchase", untruncated first.
+            (vec!["email", "site", "ad"], false, 1, Some(0)),
+        ];
+        assert_eq!(rows(&report), expected);
+        assert_eq!(report.paths[0].conversion_rate, Some(1.0));
+        assert_eq!((report.customers, report.conversions), (8, Some(4)));
+        assert_eq!(
+            report.other,
+            OtherPaths {
+                paths: 2,
+                customers: 2,
+                conversions: Some(1),
+                conversion_rate: Some(0.5),
+            }
+        );
+
+        let all = top_paths(
+            &worked_example(),
+            &TopPathsOptions {
+                limit: 20,
+                ..opts.clone()
+            },
+        );
+        let expected: Vec<Row> = vec![
+            (vec!["ad", "site", "purchase"], false, 3, Some(3)),
+            (vec!["site", "email"], false, 2, Some(0)),
+            (vec!["email", "site", "ad"], false, 1, Some(0)),
+            (vec!["email", "site", "ad"], true, 1, Some(0)),
+            (vec!["purchase"], false, 1, Some(1)),
+        ];
+        assert_eq!(rows(&all), expected);
+        assert_eq!(all.other.paths, 0);
+    }
+
+    #[test]
+    fn without_cutting_or_collapsing_every_journey_keeps_its_own_path() {
+        let opts = TopPathsOptions {
+            goal: Some("purchase".into()),
+            ..TopPathsOptions::default()
+        };
+        let report = top_paths(&worked_example(), &opts);
+        let expected: Vec<Row> = vec![
+            (vec!["site", "email"], false, 2, Some(0)),
+            (vec!["ad", "site", "purchase"], false, 1, Some(1)),
+            (
+                vec!["ad", "site", "purchase", "support", "purchase"],
+                false,
+                1,
+                Some(1),
+            ),
+            (
+                vec!["ad", "site", "site", "purchase", "email"],
+                false,
+                1,
+                Some(1),
+            ),
+            (vec!["email", "site", "ad"], false, 1, Some(0)),
+            (
+                vec!["email", "site", "site", "site", "ad", "webinar"],
+                false,
+                1,
+                Some(0),
+            ),
+            (vec!["purchase"], false, 1, Some(1)),
+        ];
+        assert_eq!(rows(&report), expected);
+    }
+
+    #[test]
+    fn conversions_count_the_whole_journey_not_just_the_path() {
+        let opts = TopPathsOptions {
+            goal: Some("purchase".into()),
+            max_steps: 2,
+            ..TopPathsOptions::default()
+        };
+        let report = top_paths(&worked_example(), &opts);
+        assert_eq!(
+            rows(&report)[0],
+            (vec!["ad", "site"], true, 3, Some(3)),
+            "cut before the purchase, still converted"
+        );
+    }
+
+    #[test]
+    fn without_a_goal_there_are_no_conversion_figures() {
+        let opts = TopPathsOptions {
+            up_to_goal: true,
+            limit: 1,
+            ..TopPathsOptions::default()
+        };
+        let report = top_paths(&worked_example(), &opts);
+        assert_eq!(rows(&report), [(vec!["site", "email"], false, 2, None)]);
+        assert_eq!(report.conversions, None);
+        assert_eq!(report.paths[0].conversion_rate, None);
+        assert_eq!((report.other.paths, report.other.customers), (6, 6));
+        assert_eq!(
+            (report.other.conversions, report.other.conversion_rate),
+            (None, None)
+        );
+
+        let unknown_goal = TopPathsOptions {
+            goal: Some("signup".into()),
+            ..opts
+        };
+        let report = top_paths(&worked_example(), &unknown_goal);
+        assert_eq!(report.conversions, Some(0));
+        assert_eq!(report.paths[0].conversion_rate, Some(0.0));
+    }
+
+    #[test]
+    fn zero_max_steps_gives_everyone_the_empty_truncated_path() {
+        let opts = TopPathsOptions {
+            max_steps: 0,
+            ..TopPathsOptions::default()
+        };
+        let report = top_paths(&worked_example(), &opts);
+        assert_eq!(rows(&report), [(vec![], true, 8, None)]);
+    }
+
+    #[test]
+    fn csv_shows_paths_and_sums_the_rest() {
+        let opts = TopPathsOptions {
+            goal: Some("purchase".into()),
+            up_to_goal: true,
+            collapse_repeats: true,
+            max_steps: 3,
+            limit: 2,
+        };
+        let csv = top_paths(&worked_example(), &opts).to_csv();
+        assert_eq!(
+            csv,
+            "path,steps,truncated,customers,conversions,conversion_rate\r\n\
+             ad > site > purchase,3,false,3,3,1\r\n\
+             site > email,2,false,2,0,0\r\n\
+             (other),,,3,1,0.3333333333333333\r\n"
+        );
+    }
+
+    const TOUCHPOINTS: [&str; 4] = ["ad", "site", "email", "purchase"];
+
+    fn options() -> impl Strategy<Value = TopPathsOptions> {
+        (
+            prop::option::of(0..5usize),
+            any::<bool>(),
+            any::<bool>(),
+            0..6usize,
+            0..8usize,
+        )
+            .prop_map(|(goal, up_to_goal, collapse_repeats, max_steps, limit)| {
+                TopPathsOptions {
+                    // Index 4 names a goal no journey contains.
+                    goal: goal.map(|index| TOUCHPOINTS.get(index).unwrap_or(&"signup").to_string()),
+                    up_to_goal,
+                    collapse_repeats,
+                    max_steps,
+                    limit,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn every_customer_is_counted_once(
+            raw in prop::collection::vec(prop::collection::vec(0..4usize, 1..9), 0..30),
+            opts in options(),
+        ) {
+            let sequences: Vec<Vec<&'static str>> = raw
+                .iter()
+                .map(|journey| journey.iter().map(|&index| TOUCHPOINTS[index]).collect())
+                .collect();
+            let slices: Vec<&[&'static str]> = sequences.iter().map(Vec::as_slice).collect();
+            let set = journeys(&slices);
+            let report = top_paths(&set, &opts);
+            prop_assert_eq!(report.customers, raw.len());
+            prop_assert!(report.paths.len() <= opts.limit);
+            let shown: usize = report.paths.iter().map(|path| path.customers).sum();
+            prop_assert_eq!(shown + report.other.customers, report.customers);
+            let converted: Option<usize> = report.paths.iter().map(|path| path.conversions).sum();
+            prop_assert_eq!(
+                converted.zip(report.other.conversions).map(|(shown, other)| shown + other),
+                report.conversions
+            );
+            for path in &report.paths {
+                prop_assert!(path.steps.len() <= opts.max_steps);
+                prop_assert!(!path.truncated || path.steps.len() == opts.max_steps);
+                prop_assert!(path.conversions.is_none_or(|conversions| conversions <= path.customers));
+                if opts.collapse_repeats {
+                    prop_assert!(path.steps.windows(2).all(|pair| pair[0] != pair[1]));
+                }
+            }
+            for pair in report.paths.windows(2) {
+                let key = |path: &TopPath| (std::cmp::Reverse(path.customers), path.steps.clone(), path.truncated);
+                prop_assert!(key(&pair[0]) < key(&pair[1]), "strictly ordered, so no path shows twice");
+            }
+        }
+    }
+}

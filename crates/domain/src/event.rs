@@ -175,6 +175,11 @@ impl IdentityKey {
     pub fn bare(&self) -> &str {
         &self.0[2..]
     }
+    /// The order in which identities name a customer: user ids before anonymous ids, then the
+    /// smallest text; a customer is named by the first of its identities in this order.
+    pub fn naming_order(&self) -> (bool, &str) {
+        (!self.is_user(), self.bare())
+    }
 }
 
 /// Formats epoch milliseconds as RFC 3339 (UTC, milliseconds).

@@ -290,7 +290,7 @@ impl JourneyBook {
             .into_iter()
             .map(|(root, steps)| (&names[&root], steps))
             .collect();
-        named.sort_unstable_by(|a, b| customer_name_order(a.0).cmp(&customer_name_order(b.0)));
+        named.sort_unstable_by(|a, b| a.0.naming_order().cmp(&b.0.naming_order()));
         let mut properties = Vec::new();
         let journeys = named
             .into_iter()
@@ -331,7 +331,7 @@ impl JourneyBook {
         let mut names: HashMap<u32, &IdentityKey> = HashMap::new();
         for (id, key) in self.identity_keys.iter().enumerate() {
             let slot = names.entry(self.find(id as u32)).or_insert(key);
-            if customer_name_order(key) < customer_name_order(slot) {
+            if key.naming_order() < slot.naming_order() {
                 *slot = key;
             }
         }
@@ -351,7 +351,7 @@ impl JourneyBook {
             .filter(|(id, _)| self.find(*id as u32) == root)
             .map(|(_, key)| key.clone())
             .collect();
-        identities.sort_by(|a, b| customer_name_order(a).cmp(&customer_name_order(b)));
+        identities.sort_by(|a, b| a.naming_order().cmp(&b.naming_order()));
         let mut touches: Vec<u32> = (0..self.touches.len() as u32)
             .filter(|&index| self.find(self.touches[index as usize].identity) == root)
             .collect();
@@ -387,11 +387,6 @@ impl JourneyBook {
             touches,
         })
     }
-}
-
-/// User ids name a customer before anonymous ids; within a kind, the smallest text wins.
-fn customer_name_order(key: &IdentityKey) -> (bool, &str) {
-    (!key.is_user(), key.bare())
 }
 
 #[cfg(test)]

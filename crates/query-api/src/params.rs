@@ -2,7 +2,7 @@
 //! parameter for anything unknown or malformed (a typo must not silently widen a report).
 
 use scribble_domain::event::parse_time;
-use scribble_domain::paths::{Breakdown, PathOptions};
+use scribble_domain::paths::{Breakdown, GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
 
 use crate::error::ApiError;
@@ -15,17 +15,10 @@ pub enum Format {
     Mermaid,
 }
 
-/// Which path graph view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Positional,
-    State,
-}
-
 /// A decoded `/v1/paths` request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathQuery {
-    pub view: View,
+    pub view: GraphView,
     pub options: PathOptions,
     pub filter: JourneyFilter,
     pub format: Format,
@@ -151,8 +144,8 @@ pub fn path_query(pairs: Vec<(String, String)>) -> Result<PathQuery, ApiError> {
     let mut pairs = Pairs(pairs);
     pairs.take("key");
     let view = match pairs.take("view").as_deref() {
-        None | Some("state") => View::State,
-        Some("positional") | Some("sankey") => View::Positional,
+        None | Some("state") => GraphView::State,
+        Some("positional") | Some("sankey") => GraphView::Positional,
         Some(_) => {
             return Err(ApiError::invalid(
                 "view",
@@ -244,7 +237,7 @@ mod tests {
             ("format", "mermaid"),
         ]))
         .unwrap();
-        assert_eq!(query.view, View::Positional);
+        assert_eq!(query.view, GraphView::Positional);
         assert_eq!(query.options.start.as_deref(), Some("site_visit"));
         assert_eq!(query.options.max_steps, 4);
         assert_eq!(query.options.top_n, None);

@@ -14,7 +14,6 @@ use axum::{Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
 use scribble_domain::metrics::scribble_metrics;
-use scribble_domain::paths::{positional_graph, state_graph};
 use scribble_domain::project::Projects;
 use scribble_domain::render::{to_dot, to_mermaid};
 use scribble_domain::stages::StageMap;
@@ -24,7 +23,7 @@ use tower_http::cors::CorsLayer;
 use tracing::instrument;
 
 use crate::error::ApiError;
-use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format, View};
+use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format};
 
 /// Settings of the query API, loaded once at start.
 #[derive(Debug, Clone)]
@@ -132,13 +131,10 @@ async fn paths(
     Query(pairs): Pairs,
 ) -> Result<Response, ApiError> {
     let query = path_query(pairs)?;
-    let set = state.store.journeys(&reader.project, &query.filter).await?;
-    let (view, options) = (query.view, query.options);
-    let graph = compute(move || match view {
-        View::Positional => positional_graph(&set, &options),
-        View::State => state_graph(&set, &options),
-    })
-    .await?;
+    let graph = state
+        .store
+        .path_graph(&reader.project, &query.filter, query.view, &query.options)
+        .await?;
     Ok(match query.format {
         Format::Json => Json(graph).into_response(),
         Format::Dot => (

@@ -9,6 +9,7 @@ mod embedded;
 use async_trait::async_trait;
 use scribble_domain::event::IdentityKey;
 use scribble_domain::journey::JourneySet;
+use scribble_domain::paths::{positional_graph, state_graph, GraphView, PathGraph, PathOptions};
 use scribble_domain::stitch::{CustomerView, JourneyFilter};
 
 pub use crate::clickhouse::{ClickHouseConfig, ClickHouseStore};
@@ -27,6 +28,10 @@ pub enum StoreError {
     ClickHouse(#[from] ::clickhouse::error::Error),
     #[error("database name {0:?}: use ASCII letters, digits and `_`, not starting with a digit")]
     InvalidDatabaseName(String),
+    #[error(
+        "the selected events span too long a time for one path report; narrow it with from and to"
+    )]
+    ReportTooWide,
 }
 
 /// What reports read. Both stores give the same answers for the same events.
@@ -38,6 +43,25 @@ pub trait JourneyStore: Send + Sync {
         project: &str,
         filter: &JourneyFilter,
     ) -> Result<JourneySet, StoreError>;
+
+    /// The path graph of the journeys `filter` selects. By default drawn from
+    /// [`journeys`](Self::journeys); a store may count it where the data lives, as long as the
+    /// graph is the same.
+    async fn path_graph(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        view: GraphView,
+        options: &PathOptions,
+    ) -> Result<PathGraph, StoreError> {
+        let set = self.journeys(project, filter).await?;
+        let options = options.clone();
+        Ok(tokio::task::spawn_blocking(move || match view {
+            GraphView::Positional => positional_graph(&set, &options),
+            GraphView::State => state_graph(&set, &options),
+        })
+        .await?)
+    }
 
     /// The customer of `project` any of whose identities is `identity`.
     async fn customer(

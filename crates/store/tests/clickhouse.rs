@@ -215,7 +215,7 @@ async fn assert_same_answers(
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
     let database = TestDatabase::new().await;
-    assert_eq!(database.store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2]);
     assert_eq!(database.store.migrate().await.unwrap(), Vec::<u32>::new());
     assert_eq!(database.count("schema_migrations").await, 1);
     let tables: Vec<String> = database

@@ -1,10 +1,11 @@
 //! The ClickHouse store, for the scale-out deployment: every accepted event is one row of the
 //! `events` table, written with RowBinary inserts over HTTP.
 //!
-//! Reading is interim: [`JourneyStore`] answers are computed by loading a project's rows into a
-//! fresh [`JourneyBook`], the same stitching code the embedded store runs, so both stores give
-//! the same answers for the same events. Only the time range is pushed into SQL. Pushing the
-//! aggregation itself into ClickHouse comes later.
+//! Path graphs are computed in ClickHouse ([`paths`]): filtering, grouping per customer (through
+//! the identity overrides of [`identities`]) and counting edges all run in one query, and only
+//! the counted nodes and edges come back. A customer's timeline reads only that customer's rows.
+//! Other reports still load a project's rows into a fresh [`JourneyBook`], the same stitching
+//! code the embedded store runs, so both stores give the same answers for the same events.
 //!
 //! The SQL here must run on ClickHouse 18.16 (Debian's package, used by the tests) as well as on
 //! current ClickHouse (the production images): no window functions, `LowCardinality`,
@@ -17,8 +18,9 @@ use std::collections::HashSet;
 
 use ::clickhouse::{Client, Row};
 use async_trait::async_trait;
-use scribble_domain::event::{Body, Event, IdentityKey, Who};
+use scribble_domain::event::{scalar_text, Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
+use scribble_domain::paths::{GraphView, PathGraph, PathOptions};
 use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -27,6 +29,9 @@ use tracing::{info, instrument};
 use uuid::Uuid;
 
 use crate::{JourneyStore, StoreError};
+
+mod identities;
+mod paths;
 
 /// Where the ClickHouse store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +63,10 @@ const BOOTSTRAP: &[&str] = &[
 /// partition on event time (UTC, so independent of the server's time zone) lets a range skip
 /// whole parts. `kind` is an `Enum8`, so the server refuses an unknown kind. `properties` and
 /// `traits` hold the JSON text of their objects (`{}` when the kind has none): neither `Map`
-/// nor JSON columns exist on ClickHouse 18.16.
+/// nor JSON columns exist on ClickHouse 18.16. `prop_keys` and `prop_values` repeat the
+/// top-level scalar properties as parallel arrays, values as filters compare them, so a
+/// property filter needs no JSON parsing. (They joined version 1 before any release: 18.16
+/// has no `ADD COLUMN IF NOT EXISTS` to add them idempotently later.)
 const EVENTS_V1: &str = "CREATE TABLE IF NOT EXISTS {db}.events (
          project String,
          event_id UUID,
@@ -72,16 +80,44 @@ const EVENTS_V1: &str = "CREATE TABLE IF NOT EXISTS {db}.events (
          channel String,
          direct UInt8,
          properties String,
-         traits String
+         traits String,
+         prop_keys Array(String),
+         prop_values Array(String)
      ) ENGINE = ReplacingMergeTree()
      PARTITION BY toYYYYMM(toDateTime(intDiv(at_ms, 1000), 'UTC'))
      ORDER BY (project, at_ms, event_id)";
+
+/// Version 2: identity links and their resolution (see [`identities`]), and traits by identity
+/// for trait filters. Links and traits are written with their events; replays write identical
+/// rows, which the replacing engines fold.
+const IDENTITIES_V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {db}.identity_links (
+         project String,
+         identity String,
+         linked String
+     ) ENGINE = ReplacingMergeTree() ORDER BY (project, identity, linked)",
+    "CREATE TABLE IF NOT EXISTS {db}.identity_overrides (
+         project String,
+         identity String,
+         customer String,
+         version UInt64
+     ) ENGINE = ReplacingMergeTree(version) ORDER BY (project, identity)",
+    "CREATE TABLE IF NOT EXISTS {db}.traits (
+         project String,
+         identity String,
+         key String,
+         value String,
+         scalar UInt8,
+         at_ms Int64,
+         event_id String
+     ) ENGINE = ReplacingMergeTree() ORDER BY (project, identity, key, at_ms, event_id)",
+];
 
 /// Every schema version with its statements, in order; `{db}` stands for the configured
 /// database. Statements must be idempotent (`IF NOT EXISTS`), so that two processes migrating at
 /// once, or a migration interrupted before it was recorded, do no harm when run again. Append
 /// new versions; never edit an applied one.
-const MIGRATIONS: &[(u32, &[&str])] = &[(1, &[EVENTS_V1])];
+const MIGRATIONS: &[(u32, &[&str])] = &[(1, &[EVENTS_V1]), (2, IDENTITIES_V2)];
 
 /// The store over a ClickHouse server. Cheap to share behind an `Arc`.
 pub struct ClickHouseStore {
@@ -164,8 +200,31 @@ impl ClickHouseStore {
             .client
             .insert_unescaped::<EventRow>(&self.sql("{db}.events"))
             .await?;
+        let mut links = Vec::new();
+        let mut traits = Vec::new();
         for &(project, event) in events {
             insert.write(&EventRow::from_event(project, event)).await?;
+            links.extend(identities::links_of(project, event));
+            traits.extend(TraitRow::of(project, event));
+        }
+        insert.end().await?;
+        self.insert_rows("{db}.traits", &traits).await?;
+        self.insert_rows("{db}.identity_links", &links).await?;
+        self.resolve_identities(&links).await?;
+        Ok(())
+    }
+
+    async fn insert_rows<R: ::clickhouse::RowOwned + ::clickhouse::RowWrite>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert_unescaped::<R>(&self.sql(table)).await?;
+        for row in rows {
+            insert.write(row).await?;
         }
         insert.end().await?;
         Ok(())
@@ -209,6 +268,56 @@ impl ClickHouseStore {
             .fetch_all::<EventRow>()
             .await?)
     }
+
+    /// Every identity of the customer `identity` belongs to (itself included), from the
+    /// resolved overrides.
+    async fn customer_identities(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut members: Vec<String> = self
+            .client
+            .query(&self.sql(
+                "SELECT identity FROM (
+                     SELECT identity, argMax(customer, version) AS resolved
+                     FROM {db}.identity_overrides WHERE project = ? GROUP BY identity)
+                 WHERE resolved = (
+                     SELECT argMax(customer, version) FROM {db}.identity_overrides
+                     WHERE project = ? AND identity = ?)",
+            ))
+            .bind(project)
+            .bind(project)
+            .bind(&identity.0)
+            .fetch_all()
+            .await?;
+        if !members.contains(&identity.0) {
+            members.push(identity.0.clone());
+        }
+        Ok(members)
+    }
+
+    /// The rows of `project` naming any of `identities`.
+    async fn rows_of(
+        &self,
+        project: &str,
+        identities: &[String],
+    ) -> Result<Vec<EventRow>, StoreError> {
+        Ok(self
+            .client
+            .query(&self.sql(
+                "SELECT ?fields FROM {db}.events WHERE project = ? AND (
+                     (user_id != '' AND has(?, concat('u:', user_id)))
+                     OR (anonymous_id != '' AND has(?, concat('a:', anonymous_id)))
+                     OR (kind = 'alias' AND has(?, concat('u:', previous_id))))",
+            ))
+            .bind(project)
+            .bind(identities)
+            .bind(identities)
+            .bind(identities)
+            .fetch_all::<EventRow>()
+            .await?)
+    }
 }
 
 /// Stitches `rows` in a fresh journey book. CPU-bound: run it off the async threads.
@@ -232,12 +341,23 @@ impl JourneyStore for ClickHouseStore {
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.journeys(&filter))).await?
     }
 
+    async fn path_graph(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        view: GraphView,
+        options: &PathOptions,
+    ) -> Result<PathGraph, StoreError> {
+        self.count_path_graph(project, filter, view, options).await
+    }
+
     async fn customer(
         &self,
         project: &str,
         identity: &IdentityKey,
     ) -> Result<Option<CustomerView>, StoreError> {
-        let rows = self.rows(project, None, None).await?;
+        let identities = self.customer_identities(project, identity).await?;
+        let rows = self.rows_of(project, &identities).await?;
         let identity = identity.clone();
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.customer(&identity))).await?
     }
@@ -279,6 +399,47 @@ struct EventRow {
     direct: u8,
     properties: String,
     traits: String,
+    prop_keys: Vec<String>,
+    prop_values: Vec<String>,
+}
+
+/// One row of `traits`: a trait an identify event set on its first identity.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+struct TraitRow {
+    project: String,
+    identity: String,
+    key: String,
+    /// The value as trait filters compare it; empty when it is not a scalar.
+    value: String,
+    scalar: u8,
+    at_ms: i64,
+    event_id: String,
+}
+
+impl TraitRow {
+    fn of(project: &str, event: &Event) -> Vec<TraitRow> {
+        let Body::Identify { traits } = &event.body else {
+            return Vec::new();
+        };
+        let Some(identity) = event.identities().into_iter().next() else {
+            return Vec::new();
+        };
+        traits
+            .iter()
+            .map(|(key, value)| {
+                let text = scalar_text(value);
+                TraitRow {
+                    project: project.to_owned(),
+                    identity: identity.0.clone(),
+                    key: key.clone(),
+                    scalar: u8::from(text.is_some()),
+                    value: text.unwrap_or_default(),
+                    at_ms: event.at_ms,
+                    event_id: event.event_id.to_string(),
+                }
+            })
+            .collect()
+    }
 }
 
 impl EventRow {
@@ -298,6 +459,8 @@ impl EventRow {
             direct: 0,
             properties: EMPTY_OBJECT.to_owned(),
             traits: EMPTY_OBJECT.to_owned(),
+            prop_keys: Vec::new(),
+            prop_values: Vec::new(),
         };
         match &event.body {
             Body::Touchpoint {
@@ -310,6 +473,12 @@ impl EventRow {
                 row.channel.clone_from(channel);
                 row.direct = u8::from(*direct);
                 row.properties = json_text(properties);
+                for (key, value) in properties {
+                    if let Some(text) = scalar_text(value) {
+                        row.prop_keys.push(key.clone());
+                        row.prop_values.push(text);
+                    }
+                }
             }
             Body::Identify { traits } => {
                 row.kind = Kind::Identify;

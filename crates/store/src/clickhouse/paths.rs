@@ -1,0 +1,586 @@
+//! Path graphs counted inside ClickHouse: the same graphs as [`scribble_domain::paths`] builds
+//! from journeys, but only counted nodes and edges leave the server.
+//!
+//! One query does it all. Its innermost part reads the filtered touchpoints and names each one's
+//! customer through `identity_overrides`. Each touchpoint becomes one `UInt64` sort key: the time
+//! since the earliest filtered touchpoint in the high bits, then the label's number (labels are
+//! numbered in name order, so equal times order by name as the journey book does), then bits of
+//! a hash of the event id. Grouping by customer and sorting those keys gives the journey in
+//! order; identical keys are the same event written twice (a replay not yet merged away) and are
+//! dropped. Array functions then collapse repeats and cut each path as
+//! [`PathOptions`] describes, and every path's transitions are counted per edge, with the exact
+//! median time. Array sorts of plain integers are what ClickHouse 18.16 does fast; sorting tuples
+//! through lambdas was ten times slower.
+//!
+//! ClickHouse 18.16 drops a subquery column that the outer query names only inside lambdas, so
+//! every array a lambda reads is also passed to it as an argument.
+//!
+//! Two distinct touchpoints of one customer in the same millisecond with the same label count
+//! once if their id hashes also agree in the bits left over (at least 8, usually over 16).
+
+use std::collections::HashMap;
+
+use scribble_domain::paths::{
+    top_per_step, Breakdown, EdgeCount, GraphView, NodeCount, PathGraph, PathOptions, DROP_OFF,
+    END, OTHER, START,
+};
+use scribble_domain::stitch::JourneyFilter;
+
+use super::ClickHouseStore;
+use crate::StoreError;
+
+/// Labels of one report by number: `0` is the virtual start (or "no previous step"), `1..=real`
+/// the touchpoints (or touchpoint-channel pairs), then the virtual end, drop-off and other.
+struct LabelCodes {
+    touchpoints: Vec<String>,
+    /// With a channel breakdown, the channels; empty otherwise.
+    channels: Vec<String>,
+    time_bits: u32,
+    code_bits: u32,
+    first_ms: i64,
+}
+
+impl LabelCodes {
+    fn real(&self) -> u64 {
+        (self.touchpoints.len() * self.channels.len().max(1)) as u64
+    }
+    fn end(&self) -> u64 {
+        self.real() + 1
+    }
+    fn drop_off(&self) -> u64 {
+        self.real() + 2
+    }
+    fn other(&self) -> u64 {
+        self.real() + 3
+    }
+    fn hash_bits(&self) -> u32 {
+        64 - self.time_bits - self.code_bits
+    }
+
+    /// The number of touchpoint `name` (from 1), as anchors compare it.
+    fn touchpoint(&self, name: &str) -> Option<u64> {
+        self.touchpoints
+            .binary_search_by(|known| known.as_str().cmp(name))
+            .ok()
+            .map(|index| index as u64 + 1)
+    }
+
+    fn name(&self, code: u64) -> String {
+        match code {
+            0 => START.to_owned(),
+            code if code == self.end() => END.to_owned(),
+            code if code == self.drop_off() => DROP_OFF.to_owned(),
+            code if code == self.other() => OTHER.to_owned(),
+            code if self.channels.is_empty() => self.touchpoints[code as usize - 1].clone(),
+            code => {
+                let per_touchpoint = self.channels.len() as u64;
+                let (touchpoint, channel) =
+                    ((code - 1) / per_touchpoint, (code - 1) % per_touchpoint);
+                format!(
+                    "{} ({})",
+                    self.touchpoints[touchpoint as usize], self.channels[channel as usize]
+                )
+            }
+        }
+    }
+
+    /// SQL for a touchpoint row's label number.
+    fn label_sql(&self) -> String {
+        let touchpoint = format!("indexOf({}, touchpoint)", string_array(&self.touchpoints));
+        if self.channels.is_empty() {
+            format!("toUInt64({touchpoint})")
+        } else {
+            format!(
+                "toUInt64(({touchpoint} - 1) * {} + indexOf({}, channel))",
+                self.channels.len(),
+                string_array(&self.channels)
+            )
+        }
+    }
+
+    /// SQL turning the label-number array `codes` into touchpoint numbers, for anchors.
+    fn touchpoints_sql(&self, codes: &str) -> String {
+        if self.channels.is_empty() {
+            codes.to_owned()
+        } else {
+            format!(
+                "arrayMap(x -> intDiv(x - 1, {}) + 1, {codes})",
+                self.channels.len()
+            )
+        }
+    }
+}
+
+/// The labels and time span of the touchpoints a report selects.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct LabelSpan {
+    touchpoints: Vec<String>,
+    channels: Vec<String>,
+    first_ms: i64,
+    last_ms: i64,
+    count: u64,
+}
+
+/// One counted transition row: `(step, from, to)` with its counts.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct EdgeRow {
+    step: u64,
+    from_code: u64,
+    to_code: u64,
+    transitions: u64,
+    customers: u64,
+    first_visits: u64,
+    median_seconds: f64,
+    timed: u8,
+}
+
+impl ClickHouseStore {
+    /// The path graph of `project` over the journeys `filter` selects, as
+    /// [`scribble_domain::paths::positional_graph`] or
+    /// [`scribble_domain::paths::state_graph`] would draw it.
+    pub(super) async fn count_path_graph(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        view: GraphView,
+        options: &PathOptions,
+    ) -> Result<PathGraph, StoreError> {
+        let empty = PathGraph::from_counts(view, 0, Vec::new(), Vec::new());
+        if options.max_steps == 0 {
+            return Ok(empty);
+        }
+        let where_sql = self.touch_filter_sql(project, filter);
+        let Some(codes) = self.label_codes(&where_sql, options.breakdown).await? else {
+            return Ok(empty);
+        };
+        let anchor = |name: &Option<String>| match name {
+            None => Some(None),
+            Some(name) => codes.touchpoint(name).map(Some),
+        };
+        let (Some(start), Some(end)) = (anchor(&options.start), anchor(&options.end)) else {
+            return Ok(empty);
+        };
+        let paths_sql = self.paths_sql(project, filter, &where_sql, &codes, start, end, options);
+        let rows = match view {
+            GraphView::State => {
+                self.fetch_edges(&state_edges_sql(&paths_sql, &codes, options))
+                    .await?
+            }
+            GraphView::Positional => {
+                let raw = self
+                    .fetch_edges(&positional_edges_sql(&paths_sql, &codes, options, None))
+                    .await?;
+                match options.top_n {
+                    None => raw,
+                    Some(top_n) => {
+                        let mut customers: HashMap<(usize, u64), usize> = HashMap::new();
+                        for row in raw.iter().filter(|row| row.to_code != codes.drop_off()) {
+                            *customers
+                                .entry((row.step as usize, row.to_code))
+                                .or_default() += row.customers as usize;
+                        }
+                        let total = customers.len();
+                        let names: HashMap<u64, String> = customers
+                            .keys()
+                            .map(|&(_, code)| (code, codes.name(code)))
+                            .collect();
+                        let kept = top_per_step(customers, top_n, |code| names[code].as_str());
+                        if kept.len() == total {
+                            raw
+                        } else {
+                            let kept: Vec<(usize, u64)> = kept.into_iter().collect();
+                            self.fetch_edges(&positional_edges_sql(
+                                &paths_sql,
+                                &codes,
+                                options,
+                                Some(&kept),
+                            ))
+                            .await?
+                        }
+                    }
+                }
+            }
+        };
+        Ok(graph_of(view, &codes, rows))
+    }
+
+    async fn fetch_edges(&self, sql: &str) -> Result<Vec<EdgeRow>, StoreError> {
+        Ok(self.client.query(sql).fetch_all::<EdgeRow>().await?)
+    }
+
+    /// The `WHERE` condition selecting the touchpoints `filter` keeps (traits aside).
+    fn touch_filter_sql(&self, project: &str, filter: &JourneyFilter) -> String {
+        let mut conditions = vec![
+            format!("project = {}", string_literal(project)),
+            "kind = 'touchpoint'".to_owned(),
+        ];
+        conditions.extend(filter.from_ms.map(|from| format!("at_ms >= {from}")));
+        conditions.extend(filter.to_ms.map(|to| format!("at_ms < {to}")));
+        for (key, value) in &filter.properties {
+            conditions.push(format!(
+                "arrayExists((k, v) -> k = {} AND v = {}, prop_keys, prop_values)",
+                string_literal(key),
+                string_literal(value)
+            ));
+        }
+        conditions.join(" AND ")
+    }
+
+    /// The labels and time span of the selected touchpoints; `None` when there are none.
+    async fn label_codes(
+        &self,
+        where_sql: &str,
+        breakdown: Breakdown,
+    ) -> Result<Option<LabelCodes>, StoreError> {
+        let LabelSpan {
+            mut touchpoints,
+            mut channels,
+            first_ms,
+            last_ms,
+            count,
+        } = self
+            .client
+            .query(&self.sql(&format!(
+                "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(at_ms), \
+                 max(at_ms), count() FROM {{db}}.events WHERE {where_sql}"
+            )))
+            .fetch_one()
+            .await?;
+        if count == 0 {
+            return Ok(None);
+        }
+        touchpoints.sort();
+        channels.sort();
+        if breakdown == Breakdown::None {
+            channels.clear();
+        }
+        let mut codes = LabelCodes {
+            touchpoints,
+            channels,
+            time_bits: bits_for((last_ms - first_ms) as u64),
+            code_bits: 0,
+            first_ms,
+        };
+        codes.code_bits = bits_for(codes.other());
+        if codes.time_bits + codes.code_bits > 56 {
+            return Err(StoreError::ReportTooWide);
+        }
+        Ok(Some(codes))
+    }
+
+    /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
+    /// ms) and `over` (whether the path ends where the customer's journey does).
+    #[allow(clippy::too_many_arguments)]
+    fn paths_sql(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        where_sql: &str,
+        codes: &LabelCodes,
+        start: Option<u64>,
+        end: Option<u64>,
+        options: &PathOptions,
+    ) -> String {
+        let hash_bits = codes.hash_bits();
+        let shift = hash_bits + codes.code_bits;
+        let key = format!(
+            "bitOr(bitOr(bitShiftLeft(toUInt64(at_ms - {first}), {shift}), \
+             bitShiftLeft({label}, {hash_bits})), \
+             bitAnd(cityHash64(toString(event_id)), {hash_mask}))",
+            first = codes.first_ms,
+            label = codes.label_sql(),
+            hash_mask = (1u64 << hash_bits) - 1,
+        );
+        let project = string_literal(project);
+        let overrides = self.sql(&format!(
+            "SELECT identity, argMax(customer, version) AS resolved \
+             FROM {{db}}.identity_overrides WHERE project = {project} GROUP BY identity"
+        ));
+        let trait_filter = if filter.traits.is_empty() {
+            String::new()
+        } else {
+            let wanted: Vec<String> = filter
+                .traits
+                .iter()
+                .map(|(key, value)| {
+                    format!(
+                        "(key = {} AND latest_value = {})",
+                        string_literal(key),
+                        string_literal(value)
+                    )
+                })
+                .collect();
+            let keys: Vec<String> = filter.traits.iter().map(|(key, _)| key.clone()).collect();
+            self.sql(&format!(
+                " WHERE customer IN (
+                    SELECT customer FROM (
+                        SELECT if(resolved = '', identity, resolved) AS customer, key,
+                               argMax(value, (at_ms, event_id)) AS latest_value,
+                               argMax(scalar, (at_ms, event_id)) AS latest_scalar
+                        FROM (SELECT identity, key, value, scalar, at_ms, event_id
+                              FROM {{db}}.traits WHERE project = {project} AND has({keys}, key))
+                        ANY LEFT JOIN ({overrides}) USING identity
+                        GROUP BY customer, key)
+                    WHERE latest_scalar = 1 AND ({wanted})
+                    GROUP BY customer HAVING count() = {count})",
+                keys = string_array(&keys),
+                wanted = wanted.join(" OR "),
+                count = filter.traits.len(),
+            ))
+        };
+        let keys_sql = self.sql(&format!(
+            "SELECT cityHash64(customer) AS customer_hash, arrayDistinct(arraySort(groupArray(key))) AS keys
+             FROM (
+                SELECT if(resolved = '', identity, resolved) AS customer, key
+                FROM (
+                    SELECT if(user_id != '', concat('u:', user_id), concat('a:', anonymous_id)) AS identity,
+                           {key} AS key
+                    FROM {{db}}.events WHERE {where_sql})
+                ANY LEFT JOIN ({overrides}) USING identity)
+             {trait_filter}
+             GROUP BY customer_hash"
+        ));
+        let code_mask = (1u64 << codes.code_bits) - 1;
+        let decoded = format!(
+            "SELECT arrayMap(x -> bitAnd(bitShiftRight(x, {hash_bits}), {code_mask}), keys) AS all_codes,
+                    arrayMap(x -> toInt64(bitShiftRight(x, {shift})) + {first}, keys) AS all_times
+             FROM ({keys_sql})",
+            first = codes.first_ms,
+        );
+        let collapsed = if options.collapse_repeats {
+            format!(
+                "SELECT arrayMap((x, i) -> i = 1 OR x != all_codes[i - 1], all_codes, arrayEnumerate(all_codes)) AS keep,
+                        arrayFilter((x, k) -> k, all_codes, keep) AS codes,
+                        arrayFilter((x, k) -> k, all_times, keep) AS times
+                 FROM ({decoded})"
+            )
+        } else {
+            format!("SELECT all_codes AS codes, all_times AS times FROM ({decoded})")
+        };
+        let max = options.max_steps;
+        let touchpoints = codes.touchpoints_sql("codes");
+        // `first` and `length` cut the path out of the (collapsed) journey, 1-based.
+        let (first, length) = match (start, end) {
+            (None, None) => ("1".to_owned(), format!("least(length(codes), {max})")),
+            (Some(start), None) => (
+                format!("indexOf({touchpoints}, {start})"),
+                format!("if(path_first = 0, 0, least(toInt64(length(codes)) - path_first + 1, {max}))"),
+            ),
+            (None, Some(end)) => (
+                format!("greatest(1, toInt64(indexOf({touchpoints}, {end})) - {max} + 1)"),
+                format!("if(indexOf({touchpoints}, {end}) = 0, 0, toInt64(indexOf({touchpoints}, {end})) - path_first + 1)"),
+            ),
+            (Some(start), Some(end)) => (
+                format!("indexOf({touchpoints}, {start})"),
+                format!(
+                    "if(path_first = 0 OR indexOf(arraySlice({touchpoints}, path_first + 1), {end}) = 0, 0, \
+                     least(toInt64(indexOf(arraySlice({touchpoints}, path_first + 1), {end})) + 1, {max}))"
+                ),
+            ),
+        };
+        format!(
+            "SELECT arraySlice(codes, path_first, path_length) AS path,
+                    arraySlice(times, path_first, path_length) AS path_times,
+                    toUInt8(path_first + path_length - 1 = length(codes)) AS over
+             FROM (SELECT codes, times, toInt64({first}) AS path_first, toInt64({length}) AS path_length
+                   FROM ({collapsed}))
+             WHERE path_length > 0"
+        )
+    }
+}
+
+/// SQL counting the state view's edges: `step` is 0, `from` 0 is the start node.
+fn state_edges_sql(paths_sql: &str, codes: &LabelCodes, options: &PathOptions) -> String {
+    let end = codes.end();
+    let pair_base = codes.other() + 1;
+    // Per path: every transition as (from, to, timed, seconds, first time of this edge in the
+    // path, first visit of `to` in the path), and the transition to the end node.
+    let ends = if options.drop_offs { "ended = 1" } else { "0" };
+    let ending = format!(
+        "arrayFilter((x, ended) -> {ends}, [(path[length(path)], toUInt64({end}), toUInt8(0), 0., toUInt8(1), toUInt8(1))], [over])"
+    );
+    format!(
+        "SELECT step, from_code, to_code, transitions, customers, first_visits,
+                if(length(seconds) = 0, 0., (seconds[intDiv(length(seconds) + 1, 2)] + seconds[intDiv(length(seconds), 2) + 1]) / 2),
+                toUInt8(length(seconds) > 0)
+         FROM (
+         SELECT toUInt64(0) AS step, transition.1 AS from_code, transition.2 AS to_code, count() AS transitions,
+                sum(transition.5) AS customers, sum(transition.6) AS first_visits,
+                arraySort(groupArrayIf(transition.4, transition.3 = 1)) AS seconds
+         FROM (
+            SELECT arrayJoin(arrayConcat(
+                arrayMap((i, unused_path, unused_times, unused_pairs) -> (
+                    if(i = 1, toUInt64(0), path[i - 1]),
+                    path[i],
+                    toUInt8(i > 1),
+                    if(i = 1, 0., (path_times[i] - path_times[i - 1]) / 1000),
+                    toUInt8(indexOf(pairs, pairs[i]) = i),
+                    toUInt8(indexOf(path, path[i]) = i)),
+                  arrayEnumerate(path), path, path_times, pairs),
+                {ending})) AS transition
+            FROM (
+                SELECT path, path_times, over,
+                       arrayMap(i -> if(i = 1, toUInt64(0), path[i - 1]) * {pair_base} + path[i], arrayEnumerate(path)) AS pairs
+                FROM ({paths_sql})))
+         GROUP BY from_code, to_code)"
+    )
+}
+
+/// SQL counting the positional view's edges: `step` is the step of `to`, `from` 0 marks the
+/// first step of a path. With `kept`, labels outside it become the other node.
+fn positional_edges_sql(
+    paths_sql: &str,
+    codes: &LabelCodes,
+    options: &PathOptions,
+    kept: Option<&[(usize, u64)]>,
+) -> String {
+    let max = options.max_steps;
+    let backward = options.start.is_none() && options.end.is_some();
+    let first_step = if backward {
+        format!("toInt64({max}) + 1 - toInt64(length(path))")
+    } else {
+        "toInt64(1)".to_owned()
+    };
+    let code_base = codes.other() + 1;
+    let shown = |label: &str, step: &str| match kept {
+        None => label.to_owned(),
+        Some(kept) => {
+            let kept: Vec<String> = kept
+                .iter()
+                .map(|&(step, code)| (step as u64 * code_base + code).to_string())
+                .collect();
+            format!(
+                "if(has([{}], toUInt64({step}) * {code_base} + {label}), {label}, toUInt64({}))",
+                kept.join(","),
+                codes.other()
+            )
+        }
+    };
+    let from = shown("path[i - 1]", "first_step + i - 2");
+    let to = shown("path[i]", "first_step + i - 1");
+    let drops = if options.drop_offs && options.end.is_none() {
+        format!("length(path) < {max}")
+    } else {
+        "0".to_owned()
+    };
+    let ending = format!(
+        "arrayFilter(x -> {drops}, [(toUInt64(first_step + length(path)), {last}, toUInt64({drop_off}), toUInt8(0), 0.)])",
+        last = shown("path[length(path)]", "first_step + length(path) - 1"),
+        drop_off = codes.drop_off(),
+    );
+    format!(
+        "SELECT step, from_code, to_code, transitions, customers, first_visits,
+                if(length(seconds) = 0, 0., (seconds[intDiv(length(seconds) + 1, 2)] + seconds[intDiv(length(seconds), 2) + 1]) / 2),
+                toUInt8(length(seconds) > 0)
+         FROM (
+         SELECT transition.1 AS step, transition.2 AS from_code, transition.3 AS to_code, count() AS transitions,
+                count() AS customers, count() AS first_visits,
+                arraySort(groupArrayIf(transition.5, transition.4 = 1)) AS seconds
+         FROM (
+            SELECT arrayJoin(arrayConcat(
+                arrayMap((i, unused_path, unused_times, unused_first) -> (
+                    toUInt64(first_step + i - 1),
+                    if(i = 1, toUInt64(0), {from}),
+                    {to},
+                    toUInt8(i > 1),
+                    if(i = 1, 0., (path_times[i] - path_times[i - 1]) / 1000)),
+                  arrayEnumerate(path), path, path_times, replicate(first_step, path)),
+                {ending})) AS transition
+            FROM (SELECT path, path_times, over, {first_step} AS first_step FROM ({paths_sql})))
+         GROUP BY step, from_code, to_code)"
+    )
+}
+
+/// The graph of counted edge rows: nodes are summed from the edges into them.
+fn graph_of(view: GraphView, codes: &LabelCodes, rows: Vec<EdgeRow>) -> PathGraph {
+    let step_of = |step: u64| (view == GraphView::Positional).then_some(step as usize);
+    let mut node_index: HashMap<(Option<usize>, u64), usize> = HashMap::new();
+    let mut nodes: Vec<NodeCount> = Vec::new();
+    let mut node = |step: Option<usize>, code: u64, nodes: &mut Vec<NodeCount>| {
+        *node_index.entry((step, code)).or_insert_with(|| {
+            nodes.push(NodeCount {
+                step,
+                label: codes.name(code),
+                customers: 0,
+                visits: 0,
+            });
+            nodes.len() - 1
+        })
+    };
+    let mut paths = 0;
+    let mut edges = Vec::new();
+    for row in &rows {
+        let to_step = step_of(row.step);
+        let to = node(to_step, row.to_code, &mut nodes);
+        nodes[to].visits += row.transitions as usize;
+        nodes[to].customers += row.first_visits as usize;
+        let from_step = to_step.map(|step| step - 1);
+        if row.from_code == 0 {
+            paths += row.customers as usize;
+            if view == GraphView::Positional {
+                continue;
+            }
+        }
+        let from = node(from_step, row.from_code, &mut nodes);
+        edges.push(EdgeCount {
+            from,
+            to,
+            customers: row.customers as usize,
+            transitions: row.transitions as usize,
+            median_seconds: (row.timed == 1).then_some(row.median_seconds),
+        });
+    }
+    if view == GraphView::State && paths > 0 {
+        let start = node(None, 0, &mut nodes);
+        nodes[start].visits = paths;
+        nodes[start].customers = paths;
+    }
+    PathGraph::from_counts(view, paths, nodes, edges)
+}
+
+/// Bits needed to hold `value`.
+fn bits_for(value: u64) -> u32 {
+    64 - value.leading_zeros()
+}
+
+/// `text` as a ClickHouse string literal.
+fn string_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn string_array(items: &[String]) -> String {
+    let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
+    format!("[{}]", literals.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(string_literal(r"it's a \ test"), r"'it\'s a \\ test'");
+        assert_eq!(string_array(&["a".into(), "b'".into()]), r"['a','b\'']");
+    }
+
+    #[test]
+    fn label_numbers_name_touchpoints_channels_and_virtual_nodes() {
+        let codes = LabelCodes {
+            touchpoints: vec!["ad_click".into(), "purchase".into()],
+            channels: vec!["ads".into(), "web".into()],
+            time_bits: 10,
+            code_bits: 3,
+            first_ms: 0,
+        };
+        assert_eq!(codes.name(1), "ad_click (ads)");
+        assert_eq!(codes.name(4), "purchase (web)");
+        assert_eq!(codes.name(0), START);
+        assert_eq!(codes.name(5), END);
+        assert_eq!(codes.name(7), OTHER);
+        assert_eq!(codes.touchpoint("purchase"), Some(2));
+        assert_eq!(codes.touchpoint("nope"), None);
+        assert_eq!(bits_for(7), 3);
+        assert_eq!(bits_for(8), 4);
+        assert_eq!(bits_for(0), 0);
+    }
+}

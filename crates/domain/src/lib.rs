@@ -5,12 +5,15 @@
 pub mod attribution;
 pub mod demo;
 pub mod event;
+pub mod funnel;
 pub mod influence;
 pub mod journey;
+pub mod leads;
 pub mod metrics;
 pub mod paths;
 pub mod project;
 pub mod render;
+pub mod sales_cycle;
 pub mod stages;
 pub mod stitch;
 pub mod symbols;

@@ -13,7 +13,8 @@ use crate::journey::{Journey, JourneySet};
 use crate::stages::StageMap;
 use crate::symbols::Sym;
 
-const DAY_MS: f64 = 86_400_000.0;
+/// One day in milliseconds, for durations reported in days.
+pub const DAY_MS: f64 = 86_400_000.0;
 
 /// The scribble metrics of one set of journeys. Shares are in `0..=1` and means are per customer;
 /// both are 0 when there are no customers. The conversion figures are `None` without converters.
@@ -285,6 +286,20 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     Some((lower_middle + upper_middle) / 2.0)
 }
 
+/// The `fraction` quantile of `values` (`0.9` for p90), or `None` when empty: with the values
+/// sorted, the value at rank `h = fraction * (count - 1)`, interpolated linearly between the two
+/// values around `h` when it falls between ranks (ClickHouse's `quantileExactInclusive`;
+/// `percentile(values, 0.5)` equals [`median`]). `fraction` is clamped to `0..=1`. Sorts `values`.
+pub fn percentile(values: &mut [f64], fraction: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let rank = fraction.clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let (below, above) = (values[rank.floor() as usize], values[rank.ceil() as usize]);
+    Some(below + (above - below) * rank.fract())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +487,20 @@ mod tests {
         assert_eq!(median(&mut [3.0]), Some(3.0));
         assert_eq!(median(&mut [5.0, 1.0, 3.0]), Some(3.0));
         assert_eq!(median(&mut [4.0, 1.0, 10.0, 2.0]), Some(3.0));
+    }
+
+    #[test]
+    fn percentile_interpolates_between_ranks() {
+        assert_eq!(percentile(&mut [], 0.9), None);
+        assert_eq!(percentile(&mut [7.0], 0.9), Some(7.0));
+        // Ranks 0..=10 over 10..=0: p90 sits exactly on rank 9, the value 9.
+        let mut eleven: Vec<f64> = (0..=10).rev().map(f64::from).collect();
+        assert_eq!(percentile(&mut eleven, 0.9), Some(9.0));
+        // Four values: rank 0.9 * 3 = 2.7, so 30 + 0.7 * (40 - 30) = 37.
+        let p90 = percentile(&mut [40.0, 10.0, 30.0, 20.0], 0.9).unwrap();
+        assert!((p90 - 37.0).abs() < 1e-9, "{p90}");
+        assert_eq!(percentile(&mut [4.0, 1.0, 10.0, 2.0], 0.5), Some(3.0));
+        assert_eq!(percentile(&mut [4.0, 1.0, 10.0], 0.0), Some(1.0));
+        assert_eq!(percentile(&mut [4.0, 1.0, 10.0], 1.0), Some(10.0));
     }
 }

@@ -258,12 +258,7 @@ pub fn attribution(
     let mut path: Vec<usize> = Vec::new();
     let mut times: Vec<i64> = Vec::new();
     for journey in &set.journeys {
-        let conversion = goal.and_then(|goal| {
-            journey
-                .steps
-                .iter()
-                .position(|step| step.touchpoint == goal)
-        });
+        let conversion = journey.conversion_index(goal);
         let touches = &journey.steps[..conversion.unwrap_or(journey.steps.len())];
         path.clear();
         times.clear();

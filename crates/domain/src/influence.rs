@@ -165,12 +165,7 @@ pub fn influence(set: &JourneySet, opts: &InfluenceOptions) -> InfluenceReport {
     let mut counted = vec![usize::MAX; set.symbols.len()];
     let mut converters = 0;
     for (index, journey) in set.journeys.iter().enumerate() {
-        let conversion = goal.and_then(|goal| {
-            journey
-                .steps
-                .iter()
-                .position(|step| step.touchpoint == goal)
-        });
+        let conversion = journey.conversion_index(goal);
         let (window, counts) = match conversion {
             Some(at) => {
                 converters += 1;

@@ -24,6 +24,16 @@ pub struct Journey {
     pub steps: Vec<Step>,
 }
 
+impl Journey {
+    /// Where the customer converts: the index of the first step with touchpoint `goal`; `None`
+    /// without a goal or when the journey never reaches it. The steps before it are the touches
+    /// that led to the conversion.
+    pub fn conversion_index(&self, goal: Option<Sym>) -> Option<usize> {
+        let goal = goal?;
+        self.steps.iter().position(|step| step.touchpoint == goal)
+    }
+}
+
 /// The journeys a report runs over, with the names their symbols stand for.
 #[derive(Debug, Clone, Default)]
 pub struct JourneySet {

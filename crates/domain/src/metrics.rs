@@ -93,12 +93,7 @@ pub fn scribble_metrics(set: &JourneySet, stages: &StageMap, goal: &str) -> Scri
             .windows(2)
             .filter(|pair| pair[0].channel != pair[1].channel)
             .count();
-        let conversion = goal_symbol.and_then(|goal| {
-            journey
-                .steps
-                .iter()
-                .position(|step| step.touchpoint == goal)
-        });
+        let conversion = journey.conversion_index(goal_symbol);
         if let Some(index) = conversion {
             touchpoints_to_conversion.push(index as f64);
             days_to_conversion

@@ -72,12 +72,7 @@ pub fn sales_cycle(set: &JourneySet, goal: &str) -> SalesCycle {
     let mut days = Vec::new();
     let mut touchpoints = Vec::new();
     for journey in &set.journeys {
-        let conversion = goal_symbol.and_then(|goal| {
-            journey
-                .steps
-                .iter()
-                .position(|step| step.touchpoint == goal)
-        });
+        let conversion = journey.conversion_index(goal_symbol);
         if let Some(index) = conversion {
             let elapsed_ms = journey.steps[index].at_ms - journey.steps[0].at_ms;
             days.push(elapsed_ms as f64 / DAY_MS);

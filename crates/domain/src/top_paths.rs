@@ -153,12 +153,7 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
     let mut conversions = 0;
     let mut path: Vec<Sym> = Vec::new();
     for journey in &set.journeys {
-        let conversion = goal.and_then(|goal| {
-            journey
-                .steps
-                .iter()
-                .position(|step| step.touchpoint == goal)
-        });
+        let conversion = journey.conversion_index(goal);
         let end = match conversion {
             Some(at) if opts.up_to_goal => at + 1,
             _ => journey.steps.len(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::{Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
+use scribble_domain::paths::{GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
 use serde_json::Map;
@@ -191,8 +192,8 @@ fn identities(events: &[Event]) -> Vec<IdentityKey> {
     keys
 }
 
-/// Asserts that both stores give the same journeys (under every filter in [`filters`]) and the
-/// same customers for `project`.
+/// Asserts that both stores give the same journeys and path graphs (under every filter in
+/// [`filters`]) and the same customers for `project`.
 async fn assert_same_answers(
     clickhouse: &ClickHouseStore,
     embedded: &Arc<EmbeddedStore>,
@@ -204,6 +205,22 @@ async fn assert_same_answers(
         let actual = clickhouse.journeys(project, &filter).await.unwrap();
         assert_eq!(actual.event_count(), expected.event_count(), "{name}");
         assert_eq!(named(&actual), named(&expected), "{name}");
+        let collapsed = PathOptions {
+            collapse_repeats: true,
+            top_n: Some(2),
+            ..PathOptions::default()
+        };
+        for view in [GraphView::State, GraphView::Positional] {
+            for options in [&PathOptions::default(), &collapsed] {
+                let expected = embedded.path_graph(project, &filter, view, options).await;
+                let actual = clickhouse.path_graph(project, &filter, view, options).await;
+                assert_eq!(
+                    actual.unwrap(),
+                    expected.unwrap(),
+                    "{name} {view:?} {options:?}"
+                );
+            }
+        }
     }
     for identity in identities(events) {
         let expected = embedded.customer(project, &identity).await.unwrap();
@@ -217,7 +234,7 @@ async fn migrations_apply_once_and_are_idempotent() {
     let database = TestDatabase::new().await;
     assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2]);
     assert_eq!(database.store.migrate().await.unwrap(), Vec::<u32>::new());
-    assert_eq!(database.count("schema_migrations").await, 1);
+    assert_eq!(database.count("schema_migrations").await, 2);
     let tables: Vec<String> = database
         .client()
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
@@ -225,7 +242,16 @@ async fn migrations_apply_once_and_are_idempotent() {
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(tables, ["events", "schema_migrations"]);
+    assert_eq!(
+        tables,
+        [
+            "events",
+            "identity_links",
+            "identity_overrides",
+            "schema_migrations",
+            "traits"
+        ]
+    );
     // A second process starting on a migrated database finds nothing to do.
     let other = ClickHouseStore::connect(&ClickHouseConfig {
         url: database.url.clone(),

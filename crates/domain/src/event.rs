@@ -5,7 +5,8 @@
 //! `{"type": "touchpoint" | "identify" | "alias", "event_id": UUID?, "timestamp": RFC 3339?,
 //!   "touchpoint": name, "channel": name?, "direct": bool?, "anonymous_id"?, "user_id"?,
 //!   "previous_id"? (alias), "properties": {..}?, "traits": {..}? (identify)}`.
-//! `type` defaults to `touchpoint`; `timestamp` defaults to the receive time.
+//! `type` defaults to `touchpoint` (Segment's `track` is read as `touchpoint` too); `timestamp`
+//! defaults to the receive time.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -273,9 +274,10 @@ pub fn validate(
         Some(_) => return Err(FieldError::new("timestamp", "must be an RFC 3339 string")),
     };
     if at_ms > received_ms + limits.max_future_ms {
+        let hours = limits.max_future_ms as f64 / 3_600_000.0;
         return Err(FieldError::new(
             "timestamp",
-            "more than 24 hours in the future; check the sender's clock",
+            format!("more than {hours} hours in the future; check the sender's clock"),
         ));
     }
     let who = Who {
@@ -412,7 +414,7 @@ fn json_object(object: &Map<String, Value>, field: &str) -> Result<Map<String, V
 }
 
 /// Nesting depth of a JSON value: scalars are 0, `{}` is 1, `{"a": {}}` is 2.
-pub fn nesting_depth(value: &Value) -> usize {
+fn nesting_depth(value: &Value) -> usize {
     match value {
         Value::Array(items) => 1 + items.iter().map(nesting_depth).max().unwrap_or(0),
         Value::Object(map) => 1 + map.values().map(nesting_depth).max().unwrap_or(0),
@@ -429,6 +431,14 @@ pub fn scalar_text(value: &Value) -> Option<String> {
         Value::Bool(flag) => Some(flag.to_string()),
         _ => None,
     }
+}
+
+/// The top-level scalar properties as `(key, text)` pairs, text as [`scalar_text`] gives it:
+/// what property filters match on. Properties that are objects, arrays or null are left out.
+pub fn scalar_properties(properties: &Map<String, Value>) -> impl Iterator<Item = (&str, String)> {
+    properties
+        .iter()
+        .filter_map(|(key, value)| Some((key.as_str(), scalar_text(value)?)))
 }
 
 #[cfg(test)]
@@ -542,6 +552,50 @@ mod tests {
             Ok(event.clone())
         );
         assert_eq!(format_time(event.at_ms), "2026-11-01T10:00:00.000Z");
+    }
+
+    #[test]
+    fn segment_track_is_a_touchpoint() {
+        let tracked =
+            check(json!({"type": "track", "touchpoint": "site_visit", "anonymous_id": "a"}));
+        let plain = check(json!({"touchpoint": "site_visit", "anonymous_id": "a"}));
+        assert_eq!(tracked, plain);
+    }
+
+    #[test]
+    fn future_limit_is_the_configured_one() {
+        let limits = EventLimits {
+            max_future_ms: 2 * 3_600_000,
+            ..EventLimits::default()
+        };
+        let ahead = |hours: i64| {
+            let raw = json!({"touchpoint": "x", "anonymous_id": "a", "timestamp": format_time(NOW + hours * 3_600_000)});
+            validate(&raw, raw.to_string().len(), NOW, Uuid::nil(), &limits)
+        };
+        assert!(ahead(2).is_ok(), "the limit itself is allowed");
+        let error = ahead(3).unwrap_err();
+        assert_eq!(error.field, "timestamp");
+        assert!(error.reason.starts_with("more than 2 hours"), "{error}");
+        let default = check(
+            json!({"touchpoint": "x", "anonymous_id": "a", "timestamp": "2099-01-01T00:00:00Z"}),
+        );
+        assert!(default
+            .unwrap_err()
+            .reason
+            .starts_with("more than 24 hours"));
+    }
+
+    #[test]
+    fn scalar_properties_are_the_filterable_ones_as_text() {
+        let properties = json!({"campaign": "fall", "value": 12.5, "paid": true, "items": [1], "meta": {"a": 1}, "none": null});
+        let mut pairs: Vec<(&str, String)> =
+            scalar_properties(properties.as_object().unwrap()).collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [("campaign", "fall"), ("paid", "true"), ("value", "12.5")]
+                .map(|(key, text)| (key, text.to_owned()))
+        );
     }
 
     #[test]

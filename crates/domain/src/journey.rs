@@ -15,8 +15,7 @@ pub struct Step {
 }
 
 /// One customer's stitched journey. `steps` is sorted by event time (ties by touchpoint, channel,
-/// then event id) and
-/// never empty.
+/// then event id) and never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Journey {
     /// Dense customer number within one [`JourneySet`]; stable only for that set.

@@ -262,7 +262,8 @@ fn loops(set: &JourneySet) -> Vec<Loop> {
     loops
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
+/// The mean of `values`, or `None` when empty.
+pub fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 

@@ -1089,6 +1089,69 @@ mod tests {
         assert!(nodes(&state).contains(&("site_visit (web)".to_owned(), 2, 2)));
     }
 
+    #[test]
+    fn counted_graphs_are_ordered_and_numbered_whatever_the_input_order() {
+        let node = |step, label: &str, customers| NodeCount {
+            step,
+            label: label.to_owned(),
+            customers,
+            visits: customers,
+        };
+        let edge = |from, to, customers| EdgeCount {
+            from,
+            to,
+            customers,
+            transitions: customers,
+            median_seconds: None,
+        };
+        // Input indexes: 0 = 2:b, 1 = 1:a, 2 = 2:c, 3 = 2:a, 4 = 1:b.
+        let counted_nodes = vec![
+            node(Some(2), "b", 3),
+            node(Some(1), "a", 4),
+            node(Some(2), "c", 5),
+            node(Some(2), "a", 3),
+            node(Some(1), "b", 4),
+        ];
+        let counted_edges = vec![
+            edge(1, 3, 1),
+            edge(4, 0, 3),
+            edge(1, 0, 1),
+            edge(1, 2, 2),
+            edge(4, 2, 1),
+        ];
+        let graph = PathGraph::from_counts(GraphView::Positional, 8, counted_nodes, counted_edges);
+        assert_eq!(
+            nodes(&graph),
+            positional_nodes(&[("1:a", 4), ("1:b", 4), ("2:c", 5), ("2:a", 3), ("2:b", 3)]),
+            "by step, then customers (most first), then label"
+        );
+        assert!(graph
+            .nodes
+            .iter()
+            .enumerate()
+            .all(|(id, node)| node.id == id));
+        let order: Vec<(String, usize)> = graph
+            .edges
+            .iter()
+            .map(|edge| {
+                let key = format!("{} -> {}", name(&graph, edge.from), name(&graph, edge.to));
+                (key, edge.customers)
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("1:a -> 2:c", 2),
+                ("1:a -> 2:a", 1),
+                ("1:a -> 2:b", 1),
+                ("1:b -> 2:b", 3),
+                ("1:b -> 2:c", 1),
+            ]
+            .map(|(key, customers)| (key.to_owned(), customers)),
+            "by source, then customers (most first), then target"
+        );
+    }
+
     // Property tests over random journeys: five touchpoints, three channels, and a sixth
     // touchpoint name no journey uses, so start and end sometimes match nobody.
     const TOUCHPOINTS: [&str; 6] = [

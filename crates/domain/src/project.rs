@@ -13,7 +13,8 @@ pub struct Project {
     pub name: String,
     pub write_keys: Vec<String>,
     pub read_keys: Vec<String>,
-    /// Hosts (exact, or `*.example.com` for subdomains) that `/v1/click` may redirect to.
+    /// Hosts that `/v1/click` may redirect to, ignoring case: exact, or `*.example.com` for
+    /// `example.com` and all its subdomains.
     #[serde(default)]
     pub redirect_hosts: Vec<String>,
 }
@@ -22,12 +23,18 @@ impl Project {
     /// Whether a click link may send a browser to `host`.
     pub fn allows_redirect_to(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        self.redirect_hosts
-            .iter()
-            .any(|allowed| match allowed.strip_prefix("*.") {
-                Some(domain) => host == domain || host.ends_with(&format!(".{domain}")),
-                None => host == allowed.to_ascii_lowercase(),
-            })
+        self.redirect_hosts.iter().any(|allowed| {
+            let allowed = allowed.to_ascii_lowercase();
+            match allowed.strip_prefix("*.") {
+                Some(domain) => {
+                    host == domain
+                        || host
+                            .strip_suffix(domain)
+                            .is_some_and(|subdomain| subdomain.ends_with('.'))
+                }
+                None => host == allowed,
+            }
+        })
     }
 }
 
@@ -158,5 +165,11 @@ mod tests {
         assert!(!project.allows_redirect_to("evil.example"));
         assert!(!project.allows_redirect_to("shop.example.evil.com"));
         assert!(!project.allows_redirect_to("evilnews.example"));
+        let shouting = Project {
+            redirect_hosts: vec!["*.News.Example".into()],
+            ..shop()
+        };
+        assert!(shouting.allows_redirect_to("mail.news.example"));
+        assert!(shouting.allows_redirect_to("NEWS.example"));
     }
 }

@@ -136,6 +136,7 @@ fn mermaid_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::paths::GraphView;
 
     #[test]
     fn csv_quotes_what_needs_it_and_defuses_formulas() {
@@ -152,7 +153,6 @@ mod tests {
             "touchpoint,customers\r\nsite_visit,12\r\n\"say \"\"hi\"\", then\",-3\r\n'=HYPERLINK(1),\"line\nbreak\"\r\n"
         );
     }
-    use crate::paths::GraphView;
 
     const HOSTILE: &str = "x\"] --> evil[\"<b>#quot;\\N\nnext|`{}`";
 

@@ -10,22 +10,22 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::event::{scalar_text, Body, Event, IdentityKey};
+use crate::event::{scalar_properties, scalar_text, Body, Event, IdentityKey};
 use crate::journey::{Journey, JourneySet, Step};
 use crate::symbols::{Sym, Symbols};
 
 /// A touchpoint as the book keeps it: interned and compact.
 #[derive(Debug, Clone)]
 struct Touch {
-    pub event_id: Uuid,
-    pub at_ms: i64,
-    pub touchpoint: Sym,
-    pub channel: Sym,
-    pub direct: bool,
+    event_id: Uuid,
+    at_ms: i64,
+    touchpoint: Sym,
+    channel: Sym,
+    direct: bool,
     /// The identity the event named first (user id before anonymous id).
-    pub identity: u32,
+    identity: u32,
     /// Top-level scalar properties as interned `(key, value)` pairs, for filters.
-    pub properties: Box<[(Sym, Sym)]>,
+    properties: Box<[(Sym, Sym)]>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +57,9 @@ pub struct CustomerView {
     pub customer_id: IdentityKey,
     pub identities: Vec<IdentityKey>,
     pub traits: Map<String, Value>,
-    /// Touchpoints in journey order.
+    /// Touchpoints by event time, ties by event id. (Journeys break ties by touchpoint and
+    /// channel name first, see [`JourneyBook::journeys`]; the two differ only within one
+    /// millisecond.)
     pub touches: Vec<TimelineTouch>,
 }
 
@@ -115,14 +117,8 @@ impl JourneyBook {
                 direct,
                 properties,
             } => {
-                let properties = properties
-                    .iter()
-                    .filter_map(|(key, value)| {
-                        Some((
-                            self.symbols.intern(key),
-                            self.symbols.intern(&scalar_text(value)?),
-                        ))
-                    })
+                let properties = scalar_properties(properties)
+                    .map(|(key, text)| (self.symbols.intern(key), self.symbols.intern(&text)))
                     .collect();
                 let touch = Touch {
                     event_id: event.event_id,
@@ -208,14 +204,17 @@ impl JourneyBook {
         self.set_size[large as usize] += self.set_size[small as usize];
     }
 
-    /// Merged traits per identity-set root: the latest event time wins a key, ties go to the
-    /// larger event id, so the outcome does not depend on arrival order.
-    fn traits_by_root(&self) -> HashMap<u32, Map<String, Value>> {
+    /// Merged traits per identity-set root, for the roots `wanted` accepts: the latest event
+    /// time wins a key, ties go to the larger event id, so the outcome does not depend on
+    /// arrival order.
+    fn traits_by_root(&self, wanted: impl Fn(u32) -> bool) -> HashMap<u32, Map<String, Value>> {
         let mut winners: HashMap<(u32, &str), &TraitRecord> = HashMap::new();
         for record in &self.traits {
-            let slot = winners
-                .entry((self.find(record.identity), record.key.as_str()))
-                .or_insert(record);
+            let root = self.find(record.identity);
+            if !wanted(root) {
+                continue;
+            }
+            let slot = winners.entry((root, record.key.as_str())).or_insert(record);
             if (record.at_ms, record.event_id) > (slot.at_ms, slot.event_id) {
                 *slot = record;
             }
@@ -248,7 +247,7 @@ impl JourneyBook {
             };
         };
         let allowed_roots: Option<HashSet<u32>> = (!filter.traits.is_empty()).then(|| {
-            self.traits_by_root()
+            self.traits_by_root(|_| true)
                 .into_iter()
                 .filter(|(_, traits)| {
                     filter.traits.iter().all(|(key, value)| {
@@ -288,7 +287,7 @@ impl JourneyBook {
         let names = self.customer_names();
         let mut named: Vec<(&IdentityKey, Vec<Step>)> = by_root
             .into_iter()
-            .map(|(root, steps)| (&names[&root], steps))
+            .map(|(root, steps)| (names[&root], steps))
             .collect();
         named.sort_unstable_by(|a, b| a.0.naming_order().cmp(&b.0.naming_order()));
         let mut properties = Vec::new();
@@ -327,7 +326,7 @@ impl JourneyBook {
     }
 
     /// Name of every identity-set root: its smallest user id, else its smallest anonymous id.
-    fn customer_names(&self) -> HashMap<u32, IdentityKey> {
+    fn customer_names(&self) -> HashMap<u32, &IdentityKey> {
         let mut names: HashMap<u32, &IdentityKey> = HashMap::new();
         for (id, key) in self.identity_keys.iter().enumerate() {
             let slot = names.entry(self.find(id as u32)).or_insert(key);
@@ -336,9 +335,6 @@ impl JourneyBook {
             }
         }
         names
-            .into_iter()
-            .map(|(root, key)| (root, key.clone()))
-            .collect()
     }
 
     /// The customer any of whose identities is `key`, with all identities, traits and touches.
@@ -382,7 +378,10 @@ impl JourneyBook {
             .collect();
         Some(CustomerView {
             customer_id: identities[0].clone(),
-            traits: self.traits_by_root().remove(&root).unwrap_or_default(),
+            traits: self
+                .traits_by_root(|candidate| candidate == root)
+                .remove(&root)
+                .unwrap_or_default(),
             identities,
             touches,
         })
@@ -569,6 +568,45 @@ mod tests {
         assert_eq!(set.property(purchase, "items"), None, "not a scalar");
         let first = &set.journeys[0].steps[0];
         assert_eq!(set.property(first, "value"), None);
+    }
+
+    #[test]
+    fn same_millisecond_touches_order_by_name_then_channel_then_id() {
+        let at = "2026-11-01T09:00:00Z";
+        let same_time = |n: u128, touchpoint: &str, channel: &str| {
+            event(
+                n,
+                json!({"timestamp": at, "touchpoint": touchpoint, "channel": channel, "anonymous_id": "c", "properties": {"n": n}}),
+            )
+        };
+        let events = [
+            same_time(1, "site_visit", "web"),
+            same_time(2, "site_visit", "app"),
+            same_time(3, "email_open", "email"),
+            same_time(4, "ad_click", "ads"),
+            same_time(5, "email_open", "email"),
+        ];
+        for arrival in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 4, 0, 3, 1]] {
+            let mut book = JourneyBook::new();
+            for index in arrival {
+                book.add(&events[index]);
+            }
+            let set = book.journeys(&JourneyFilter::default());
+            let order: Vec<&str> = set.journeys[0]
+                .steps
+                .iter()
+                .map(|step| set.property(step, "n").unwrap())
+                .collect();
+            assert_eq!(order, ["4", "3", "5", "2", "1"], "arrival {arrival:?}");
+            let timeline: Vec<Uuid> = book
+                .customer(&IdentityKey::anonymous("c"))
+                .unwrap()
+                .touches
+                .iter()
+                .map(|touch| touch.event_id)
+                .collect();
+            assert_eq!(timeline, (1..=5).map(Uuid::from_u128).collect::<Vec<_>>());
+        }
     }
 
     proptest! {

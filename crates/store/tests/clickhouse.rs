@@ -406,3 +406,73 @@ async fn a_touchpoint_outside_the_time_range_still_joins_identities() {
     let actual = database.store.journeys(SHOP, &range).await.unwrap();
     assert_eq!(named(&actual), named(&expected));
 }
+
+/// Names and values come from senders and analysts: quotes, backslashes and question marks (the
+/// client's bind placeholder) in a project, a property or a trait are data, never SQL.
+#[tokio::test]
+async fn quotes_backslashes_and_question_marks_are_data() {
+    let database = TestDatabase::migrated().await;
+    let project = r"it's \ ?";
+    let who = Who {
+        anonymous_id: Some("cookie?".into()),
+        user_id: None,
+    };
+    let mut properties = Map::new();
+    properties.insert("utm_medium".into(), r"it's \ ?".into());
+    let mut traits = Map::new();
+    traits.insert("persona?".into(), "who's ??".into());
+    let events: Vec<Event> = [
+        Body::Touchpoint {
+            touchpoint: "site_visit".into(),
+            channel: "web".into(),
+            direct: true,
+            properties: properties.clone(),
+        },
+        Body::Touchpoint {
+            touchpoint: "purchase".into(),
+            channel: "web".into(),
+            direct: true,
+            properties,
+        },
+        Body::Identify { traits },
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, body)| Event {
+        event_id: Uuid::from_u128(n as u128 + 1),
+        at_ms: 1_767_225_600_000 + n as i64 * 60_000,
+        received_ms: 1_767_225_600_000,
+        who: who.clone(),
+        body,
+    })
+    .collect();
+    let batch = pairs(project, &events);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    let filter = JourneyFilter {
+        properties: vec![("utm_medium".into(), r"it's \ ?".into())],
+        traits: vec![("persona?".into(), "who's ??".into())],
+        ..JourneyFilter::default()
+    };
+    for view in [GraphView::State, GraphView::Positional] {
+        let options = PathOptions {
+            start: Some("site_visit".into()),
+            ..PathOptions::default()
+        };
+        let expected = embedded.path_graph(project, &filter, view, &options).await;
+        let actual = database
+            .store
+            .path_graph(project, &filter, view, &options)
+            .await;
+        let (expected, actual) = (expected.unwrap(), actual.unwrap());
+        assert_eq!(expected.customers, 1, "{view:?}");
+        assert_eq!(actual, expected, "{view:?}");
+    }
+    let customer = database
+        .store
+        .customer(project, &IdentityKey::anonymous("cookie?"))
+        .await
+        .unwrap()
+        .expect("the visitor");
+    assert_eq!(customer.touches.len(), 2);
+}

@@ -25,7 +25,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Debug, Default, PartialEq)]
 pub struct SplitBatch<'a> {
     pub events: Vec<(&'a str, &'a Event)>,
-    pub poison: Vec<&'a Delivery>,
+    pub poison: Vec<Poison<'a>>,
+}
+
+/// A delivery that cannot be decoded, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Poison<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+    pub reason: &'a str,
 }
 
 /// Splits a batch into storable events and poison messages. Pure.
@@ -34,7 +43,17 @@ pub fn split(batch: &[Delivery]) -> SplitBatch<'_> {
     for delivery in batch {
         match delivery {
             Delivery::Event { project, event, .. } => split.events.push((project.as_str(), event)),
-            Delivery::Poison { .. } => split.poison.push(delivery),
+            Delivery::Poison {
+                partition,
+                offset,
+                payload,
+                reason,
+            } => split.poison.push(Poison {
+                partition: *partition,
+                offset: *offset,
+                payload,
+                reason,
+            }),
         }
     }
     split
@@ -77,28 +96,34 @@ pub async fn run(
             _ = &mut shutdown => return,
         };
         debug!(events = stored, deliveries = batch.len(), "batch stored");
-        let mut attempt = 0;
-        loop {
-            let committing = source.clone();
-            let to_commit = Arc::clone(&batch);
-            match tokio::task::spawn_blocking(move || committing.commit(&to_commit)).await {
-                Ok(Ok(())) => break,
-                Ok(Err(error)) => warn!(%error, attempt, "offset commit failed; retrying"),
-                Err(error) => warn!(%error, attempt, "offset commit task failed; retrying"),
-            }
-            attempt += 1;
-            // After a rebalance the partitions may belong to another worker, which replays
-            // from the last commit; the store drops the duplicates. Give up after a few tries.
-            if attempt >= 5 {
-                warn!(
-                    deliveries = batch.len(),
-                    "could not commit offsets; the batch will be replayed"
-                );
-                break;
-            }
+        commit_with_retries(&source, &batch, &config).await;
+    }
+}
+
+/// Commits the offsets after `batch`, retrying a few times. Giving up loses nothing: after a
+/// rebalance the partitions may belong to another worker, which replays from the last commit,
+/// and the store drops the duplicates.
+async fn commit_with_retries(
+    source: &Arc<KafkaEventSource>,
+    batch: &Arc<Vec<Delivery>>,
+    config: &WorkerConfig,
+) {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        let (committing, to_commit) = (source.clone(), batch.clone());
+        match tokio::task::spawn_blocking(move || committing.commit(&to_commit)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => warn!(%error, attempt, "offset commit failed; retrying"),
+            Err(error) => warn!(%error, attempt, "offset commit task failed; retrying"),
+        }
+        if attempt < ATTEMPTS {
             tokio::time::sleep(backoff(config.retry_after, attempt)).await;
         }
     }
+    warn!(
+        deliveries = batch.len(),
+        "could not commit offsets; the batch will be replayed"
+    );
 }
 
 /// Gathers one batch: waits for a first delivery, then takes more until the batch is full or
@@ -140,49 +165,51 @@ async fn store_with_retries(
     config: &WorkerConfig,
 ) -> usize {
     let split = split(batch);
-    for delivery in &split.poison {
-        let Delivery::Poison {
+    for poison in &split.poison {
+        let Poison {
             partition,
             offset,
             payload,
             reason,
-        } = delivery
-        else {
-            continue;
-        };
-        let mut attempt = 0;
-        while let Err(error) = dead_letters
-            .send(payload, reason, *partition, *offset)
-            .await
-        {
-            attempt += 1;
-            warn!(%error, partition, offset, attempt, "dead-letter send failed; retrying");
-            tokio::time::sleep(backoff(config.retry_after, attempt)).await;
-        }
+        } = *poison;
+        retry_until_ok(config, "dead-letter send", || {
+            dead_letters.send(payload, reason, partition, offset)
+        })
+        .await;
         warn!(
             partition,
-            offset,
-            reason = reason.as_str(),
-            "poison message sent to the dead-letter topic"
+            offset, reason, "poison message sent to the dead-letter topic"
         );
     }
     if split.events.is_empty() {
         return 0;
     }
-    let mut attempt = 0;
+    let attempts = retry_until_ok(config, "insert into ClickHouse", || {
+        store.insert(&split.events)
+    })
+    .await;
+    if attempts > 1 {
+        info!(attempts, "ClickHouse is back; batch stored");
+    }
+    split.events.len()
+}
+
+/// Runs `step` until it succeeds, pausing with doubling back-off between failures; returns
+/// how many attempts it took.
+async fn retry_until_ok<F, E>(config: &WorkerConfig, what: &str, mut step: impl FnMut() -> F) -> u32
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut attempt = 1;
     loop {
-        match store.insert(&split.events).await {
-            Ok(()) => {
-                if attempt > 0 {
-                    info!(attempt, "ClickHouse is back; batch stored");
-                }
-                return split.events.len();
-            }
+        match step().await {
+            Ok(()) => return attempt,
             Err(error) => {
-                attempt += 1;
                 let pause = backoff(config.retry_after, attempt);
-                warn!(%error, attempt, retry_ms = pause.as_millis() as u64, "insert into ClickHouse failed; retrying");
+                warn!(%error, attempt, retry_ms = pause.as_millis() as u64, "{what} failed; retrying");
                 tokio::time::sleep(pause).await;
+                attempt += 1;
             }
         }
     }
@@ -226,7 +253,15 @@ mod tests {
         let split = split(&batch);
         let offsets: Vec<i64> = split.events.iter().map(|(_, event)| event.at_ms).collect();
         assert_eq!(offsets, vec![1, 2]);
-        assert_eq!(split.poison, vec![&batch[1]]);
+        assert_eq!(
+            split.poison,
+            vec![Poison {
+                partition: 1,
+                offset: 7,
+                payload: b"{",
+                reason: "not JSON",
+            }]
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use ::clickhouse::{Client, Row};
 use async_trait::async_trait;
-use scribble_domain::event::{scalar_text, Body, Event, IdentityKey, Who};
+use scribble_domain::event::{scalar_properties, scalar_text, Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{GraphView, PathGraph, PathOptions};
 use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
@@ -473,11 +473,9 @@ impl EventRow {
                 row.channel.clone_from(channel);
                 row.direct = u8::from(*direct);
                 row.properties = json_text(properties);
-                for (key, value) in properties {
-                    if let Some(text) = scalar_text(value) {
-                        row.prop_keys.push(key.clone());
-                        row.prop_values.push(text);
-                    }
+                for (key, text) in scalar_properties(properties) {
+                    row.prop_keys.push(key.to_owned());
+                    row.prop_values.push(text);
                 }
             }
             Body::Identify { traits } => {
@@ -519,6 +517,28 @@ impl EventRow {
             body,
         })
     }
+}
+
+/// `text` as a ClickHouse string literal, for SQL sent through `Client::query`: that client
+/// reads `?` as a bind placeholder and `??` as a literal `?`, so question marks are doubled.
+pub(crate) fn string_literal(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('\'', "\\'")
+        .replace('?', "??");
+    format!("'{escaped}'")
+}
+
+/// `items` as a ClickHouse array literal of strings.
+pub(crate) fn string_array(items: &[String]) -> String {
+    let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
+    format!("[{}]", literals.join(","))
+}
+
+/// `items` as a ClickHouse tuple of strings, for `IN`, which can use the primary key.
+pub(crate) fn string_tuple(items: &[String]) -> String {
+    let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
+    format!("({})", literals.join(","))
 }
 
 const EMPTY_OBJECT: &str = "{}";
@@ -607,6 +627,14 @@ mod tests {
             assert_eq!(row.project, "shop");
             assert_eq!(row.into_event().unwrap(), original);
         }
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(string_literal(r"it's a \ test"), r"'it\'s a \\ test'");
+        assert_eq!(string_array(&["a".into(), "b'".into()]), r"['a','b\'']");
+        assert_eq!(string_tuple(&["a".into(), "b'".into()]), r"('a','b\'')");
+        assert_eq!(string_literal("why?"), "'why??'");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use scribble_domain::paths::{
 };
 use scribble_domain::stitch::JourneyFilter;
 
-use super::ClickHouseStore;
+use super::{string_array, string_literal, ClickHouseStore};
 use crate::StoreError;
 
 /// Labels of one report by number: `0` is the virtual start (or "no previous step"), `1..=real`
@@ -41,6 +41,31 @@ struct LabelCodes {
 }
 
 impl LabelCodes {
+    /// The numbering of `touchpoints` (and `channels`, empty without a breakdown) in name order,
+    /// for touchpoints between `first_ms` and `last_ms`. Fails when time and label numbers
+    /// leave fewer than 8 bits of the sort key for the event-id hash.
+    fn new(
+        mut touchpoints: Vec<String>,
+        mut channels: Vec<String>,
+        first_ms: i64,
+        last_ms: i64,
+    ) -> Result<Self, StoreError> {
+        touchpoints.sort();
+        channels.sort();
+        let mut codes = LabelCodes {
+            touchpoints,
+            channels,
+            time_bits: bits_for(last_ms.abs_diff(first_ms)),
+            code_bits: 0,
+            first_ms,
+        };
+        codes.code_bits = bits_for(codes.other());
+        if codes.time_bits + codes.code_bits > 56 {
+            return Err(StoreError::ReportTooWide);
+        }
+        Ok(codes)
+    }
+
     fn real(&self) -> u64 {
         (self.touchpoints.len() * self.channels.len().max(1)) as u64
     }
@@ -149,7 +174,7 @@ impl ClickHouseStore {
         if options.max_steps == 0 {
             return Ok(empty);
         }
-        let where_sql = self.touch_filter_sql(project, filter);
+        let where_sql = touch_filter_sql(project, filter);
         let Some(codes) = self.label_codes(&where_sql, options.breakdown).await? else {
             return Ok(empty);
         };
@@ -166,64 +191,40 @@ impl ClickHouseStore {
                 self.fetch_edges(&state_edges_sql(&paths_sql, &codes, options))
                     .await?
             }
-            GraphView::Positional => {
-                let raw = self
-                    .fetch_edges(&positional_edges_sql(&paths_sql, &codes, options, None))
-                    .await?;
-                match options.top_n {
-                    None => raw,
-                    Some(top_n) => {
-                        let mut customers: HashMap<(usize, u64), usize> = HashMap::new();
-                        for row in raw.iter().filter(|row| row.to_code != codes.drop_off()) {
-                            *customers
-                                .entry((row.step as usize, row.to_code))
-                                .or_default() += row.customers as usize;
-                        }
-                        let total = customers.len();
-                        let names: HashMap<u64, String> = customers
-                            .keys()
-                            .map(|&(_, code)| (code, codes.name(code)))
-                            .collect();
-                        let kept = top_per_step(customers, top_n, |code| names[code].as_str());
-                        if kept.len() == total {
-                            raw
-                        } else {
-                            let kept: Vec<(usize, u64)> = kept.into_iter().collect();
-                            self.fetch_edges(&positional_edges_sql(
-                                &paths_sql,
-                                &codes,
-                                options,
-                                Some(&kept),
-                            ))
-                            .await?
-                        }
-                    }
-                }
-            }
+            GraphView::Positional => self.positional_rows(&paths_sql, &codes, options).await?,
         };
         Ok(graph_of(view, &codes, rows))
     }
 
-    async fn fetch_edges(&self, sql: &str) -> Result<Vec<EdgeRow>, StoreError> {
-        Ok(self.client.query(sql).fetch_all::<EdgeRow>().await?)
+    /// The positional view's edge rows. With a top N, the first pass ranks the labels of every
+    /// step; when the ranking hides any, a second pass counts again with the hidden labels as
+    /// [`OTHER`], because medians of merged edges cannot be merged from the first pass's.
+    async fn positional_rows(
+        &self,
+        paths_sql: &str,
+        codes: &LabelCodes,
+        options: &PathOptions,
+    ) -> Result<Vec<EdgeRow>, StoreError> {
+        let raw = self
+            .fetch_edges(&positional_edges_sql(paths_sql, codes, options, None))
+            .await?;
+        let Some(kept) = options
+            .top_n
+            .and_then(|top_n| hiding_ranking(&raw, codes, top_n))
+        else {
+            return Ok(raw);
+        };
+        self.fetch_edges(&positional_edges_sql(
+            paths_sql,
+            codes,
+            options,
+            Some(&kept),
+        ))
+        .await
     }
 
-    /// The `WHERE` condition selecting the touchpoints `filter` keeps (traits aside).
-    fn touch_filter_sql(&self, project: &str, filter: &JourneyFilter) -> String {
-        let mut conditions = vec![
-            format!("project = {}", string_literal(project)),
-            "kind = 'touchpoint'".to_owned(),
-        ];
-        conditions.extend(filter.from_ms.map(|from| format!("at_ms >= {from}")));
-        conditions.extend(filter.to_ms.map(|to| format!("at_ms < {to}")));
-        for (key, value) in &filter.properties {
-            conditions.push(format!(
-                "arrayExists((k, v) -> k = {} AND v = {}, prop_keys, prop_values)",
-                string_literal(key),
-                string_literal(value)
-            ));
-        }
-        conditions.join(" AND ")
+    async fn fetch_edges(&self, sql: &str) -> Result<Vec<EdgeRow>, StoreError> {
+        Ok(self.client.query(sql).fetch_all::<EdgeRow>().await?)
     }
 
     /// The labels and time span of the selected touchpoints; `None` when there are none.
@@ -233,7 +234,7 @@ impl ClickHouseStore {
         breakdown: Breakdown,
     ) -> Result<Option<LabelCodes>, StoreError> {
         let LabelSpan {
-            mut touchpoints,
+            touchpoints,
             mut channels,
             first_ms,
             last_ms,
@@ -249,23 +250,10 @@ impl ClickHouseStore {
         if count == 0 {
             return Ok(None);
         }
-        touchpoints.sort();
-        channels.sort();
         if breakdown == Breakdown::None {
             channels.clear();
         }
-        let mut codes = LabelCodes {
-            touchpoints,
-            channels,
-            time_bits: bits_for((last_ms - first_ms) as u64),
-            code_bits: 0,
-            first_ms,
-        };
-        codes.code_bits = bits_for(codes.other());
-        if codes.time_bits + codes.code_bits > 56 {
-            return Err(StoreError::ReportTooWide);
-        }
-        Ok(Some(codes))
+        LabelCodes::new(touchpoints, channels, first_ms, last_ms).map(Some)
     }
 
     /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
@@ -387,6 +375,42 @@ impl ClickHouseStore {
              WHERE path_length > 0"
         )
     }
+}
+
+/// The `WHERE` condition selecting the touchpoints `filter` keeps (traits aside).
+fn touch_filter_sql(project: &str, filter: &JourneyFilter) -> String {
+    let mut conditions = vec![
+        format!("project = {}", string_literal(project)),
+        "kind = 'touchpoint'".to_owned(),
+    ];
+    conditions.extend(filter.from_ms.map(|from| format!("at_ms >= {from}")));
+    conditions.extend(filter.to_ms.map(|to| format!("at_ms < {to}")));
+    for (key, value) in &filter.properties {
+        conditions.push(format!(
+            "arrayExists((k, v) -> k = {} AND v = {}, prop_keys, prop_values)",
+            string_literal(key),
+            string_literal(value)
+        ));
+    }
+    conditions.join(" AND ")
+}
+
+/// Of the first pass's positional `rows`, the `(step, label)` pairs within the top `top_n` of
+/// their step; `None` when they are all of them, so the first pass stands.
+fn hiding_ranking(rows: &[EdgeRow], codes: &LabelCodes, top_n: usize) -> Option<Vec<(usize, u64)>> {
+    let mut customers: HashMap<(usize, u64), usize> = HashMap::new();
+    for row in rows.iter().filter(|row| row.to_code != codes.drop_off()) {
+        *customers
+            .entry((row.step as usize, row.to_code))
+            .or_default() += row.customers as usize;
+    }
+    let labels = customers.len();
+    let names: HashMap<u64, String> = customers
+        .keys()
+        .map(|&(_, code)| (code, codes.name(code)))
+        .collect();
+    let kept = top_per_step(customers, top_n, |code| names[code].as_str());
+    (kept.len() < labels).then(|| kept.into_iter().collect())
 }
 
 /// SQL counting the state view's edges: `step` is 0, `from` 0 is the start node.
@@ -543,35 +567,20 @@ fn bits_for(value: u64) -> u32 {
     64 - value.leading_zeros()
 }
 
-/// `text` as a ClickHouse string literal.
-fn string_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn string_array(items: &[String]) -> String {
-    let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
-    format!("[{}]", literals.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn literals_escape_quotes_and_backslashes() {
-        assert_eq!(string_literal(r"it's a \ test"), r"'it\'s a \\ test'");
-        assert_eq!(string_array(&["a".into(), "b'".into()]), r"['a','b\'']");
-    }
-
-    #[test]
     fn label_numbers_name_touchpoints_channels_and_virtual_nodes() {
-        let codes = LabelCodes {
-            touchpoints: vec!["ad_click".into(), "purchase".into()],
-            channels: vec!["ads".into(), "web".into()],
-            time_bits: 10,
-            code_bits: 3,
-            first_ms: 0,
-        };
+        let codes = LabelCodes::new(
+            vec!["purchase".into(), "ad_click".into()],
+            vec!["web".into(), "ads".into()],
+            0,
+            1000,
+        )
+        .unwrap();
+        assert_eq!((codes.time_bits, codes.code_bits), (10, 3));
         assert_eq!(codes.name(1), "ad_click (ads)");
         assert_eq!(codes.name(4), "purchase (web)");
         assert_eq!(codes.name(0), START);
@@ -582,5 +591,15 @@ mod tests {
         assert_eq!(bits_for(7), 3);
         assert_eq!(bits_for(8), 4);
         assert_eq!(bits_for(0), 0);
+    }
+
+    #[test]
+    fn a_span_leaving_under_8_hash_bits_is_too_wide() {
+        let touchpoints: Vec<String> = (0..1000).map(|n| format!("t{n}")).collect();
+        // 10 label bits (1,003 numbers) + 46 time bits = 56: the widest that still fits.
+        let fits = LabelCodes::new(touchpoints.clone(), Vec::new(), 0, (1 << 46) - 1);
+        assert_eq!(fits.unwrap().hash_bits(), 8);
+        let too_wide = LabelCodes::new(touchpoints, Vec::new(), 0, 1 << 46);
+        assert!(matches!(too_wide, Err(StoreError::ReportTooWide)));
     }
 }

@@ -18,14 +18,13 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::journey::{JourneySet, Step};
+use crate::metrics::DAY_MS;
 use crate::render::to_csv;
 use crate::symbols::Sym;
 
 /// Row name for the conversions of customers who had no touch before the goal. Real touchpoint
 /// and channel names cannot contain parentheses, so it never clashes with one.
 pub const DIRECT: &str = "(direct)";
-
-const DAY_MS: f64 = 86_400_000.0;
 
 /// What a touch is credited to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

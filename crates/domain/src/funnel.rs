@@ -303,21 +303,33 @@ pub fn drop_off(
         max_steps: next_steps,
         ..PathOptions::default()
     };
+    // One set for every step's tails, so the symbols (property values included) are cloned
+    // once. It has no properties: the path graph reads touchpoints, channels and times only.
+    let mut after = JourneySet {
+        symbols: set.symbols.clone(),
+        ..JourneySet::default()
+    };
     let steps = stopped
         .into_iter()
         .enumerate()
         .map(|(index, customers)| {
-            let tails = customers
-                .iter()
-                .map(|&(journey, position)| (journey.customer, &journey.steps[position + 1..]));
-            let after = subset(set, tails);
+            after.journeys.clear();
+            after
+                .journeys
+                .extend(customers.iter().filter_map(|&(journey, position)| {
+                    let tail = &journey.steps[position + 1..];
+                    (!tail.is_empty()).then(|| Journey {
+                        customer: journey.customer,
+                        steps: tail.to_vec(),
+                    })
+                }));
             DropOffStep {
                 step: index + 1,
                 label: row_label(opts, index),
                 dropped: customers.len(),
                 ended_there: customers.len() - after.journeys.len(),
                 next: positional_graph(&after, &path_options),
-                before: customers_per_touchpoint(
+                before: touchpoint_counts(
                     set,
                     customers
                         .iter()
@@ -410,17 +422,15 @@ impl DropOffReport {
     }
 }
 
-/// Per touchpoint, the customers with at least one step on it in their stretch (one stretch
-/// per customer), most first, ties by name; `share` is of the number of stretches.
+/// Per touchpoint, the customers with at least one step on it in their stretch (one stretch per
+/// customer): a customer counts once per touchpoint, however often they did it. Touchpoints
+/// nobody did are left out.
 pub(crate) fn customers_per_touchpoint<'a>(
-    set: &JourneySet,
     stretches: impl IntoIterator<Item = &'a [Step]>,
-) -> Vec<TouchpointCount> {
+) -> HashMap<Sym, usize> {
     let mut customers: HashMap<Sym, usize> = HashMap::new();
-    let mut stretch_count = 0;
     let mut distinct: Vec<Sym> = Vec::new();
     for stretch in stretches {
-        stretch_count += 1;
         distinct.clear();
         distinct.extend(stretch.iter().map(|step| step.touchpoint));
         distinct.sort_unstable();
@@ -429,7 +439,19 @@ pub(crate) fn customers_per_touchpoint<'a>(
             *customers.entry(touchpoint).or_default() += 1;
         }
     }
-    let mut counts: Vec<TouchpointCount> = customers
+    customers
+}
+
+/// [`customers_per_touchpoint`] as report rows, most customers first, ties by name; `share` is
+/// of the number of stretches.
+pub(crate) fn touchpoint_counts<'a, I>(set: &JourneySet, stretches: I) -> Vec<TouchpointCount>
+where
+    I: IntoIterator<Item = &'a [Step]>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let stretches = stretches.into_iter();
+    let stretch_count = stretches.len();
+    let mut counts: Vec<TouchpointCount> = customers_per_touchpoint(stretches)
         .into_iter()
         .map(|(touchpoint, customers)| TouchpointCount {
             touchpoint: set.symbols.name(touchpoint).to_owned(),
@@ -454,8 +476,8 @@ pub(crate) fn ratio(part: usize, whole: usize) -> f64 {
     }
 }
 
-/// A CSV cell: the number, or empty.
-pub(crate) fn optional(value: Option<f64>) -> String {
+/// A CSV cell: the value, or empty.
+pub(crate) fn optional(value: Option<impl ToString>) -> String {
     value.map(|value| value.to_string()).unwrap_or_default()
 }
 
@@ -464,28 +486,6 @@ fn row_label(opts: &FunnelOptions, index: usize) -> String {
     match opts.order {
         FunnelOrder::AnyOrder => format!("{} of {} steps", index + 1, opts.steps.len()),
         FunnelOrder::Ordered | FunnelOrder::Strict => opts.steps[index].label(),
-    }
-}
-
-/// The given journey stretches as a set of their own (empty stretches left out), with the
-/// steps' properties and the symbols of `set`.
-fn subset<'a>(set: &JourneySet, stretches: impl Iterator<Item = (u32, &'a [Step])>) -> JourneySet {
-    let mut properties = Vec::new();
-    let mut journeys = Vec::new();
-    for (customer, stretch) in stretches.filter(|(_, stretch)| !stretch.is_empty()) {
-        let mut steps = Vec::with_capacity(stretch.len());
-        for step in stretch {
-            let touch = u32::try_from(properties.len()).expect("fewer than 2^32 steps");
-            let own = set.properties.get(step.touch as usize).cloned();
-            properties.push(own.unwrap_or_default());
-            steps.push(Step { touch, ..*step });
-        }
-        journeys.push(Journey { customer, steps });
-    }
-    JourneySet {
-        journeys,
-        symbols: set.symbols.clone(),
-        properties,
     }
 }
 
@@ -965,6 +965,15 @@ mod tests {
         }
     }
 
+    /// The journeys of `events`, stitched.
+    fn stitched(events: &[Event]) -> JourneySet {
+        let mut book = JourneyBook::new();
+        for event in events {
+            book.add(event);
+        }
+        book.journeys(&JourneyFilter::default())
+    }
+
     #[test]
     fn property_filters_narrow_steps() {
         // Customers in name order: ann 0, bob 1, cy 2, dee 3.
@@ -979,11 +988,7 @@ mod tests {
             touch(8, "dee", 0, "site_visit", json!({"page": "pricing"})),
             touch(9, "dee", 3, "purchase", json!({})),
         ];
-        let mut book = JourneyBook::new();
-        for event in &events {
-            book.add(event);
-        }
-        let set = book.journeys(&JourneyFilter::default());
+        let set = stitched(&events);
         // Pricing visit: ann, cy, dee. Pro purchase with 5 seats after it: ann only (bob's has
         // no pricing visit before it, cy's is basic, dee's has no plan).
         let opts = FunnelOptions::new(vec![
@@ -1020,11 +1025,7 @@ mod tests {
             touch(3, "bob", 0, "site_visit", json!({"page": "home"})),
             touch(4, "bob", 5, "purchase", json!({})),
         ];
-        let mut book = JourneyBook::new();
-        for event in &events {
-            book.add(event);
-        }
-        let set = book.journeys(&JourneyFilter::default());
+        let set = stitched(&events);
         let opts = FunnelOptions {
             order: FunnelOrder::AnyOrder,
             ..FunnelOptions::new(vec![
@@ -1097,6 +1098,37 @@ mod tests {
         let error = drop_off(&set, &options(&VISIT_FORM_PURCHASE, |_| {}), 0).unwrap_err();
         assert_eq!(error, FunnelError::NoNextSteps);
         assert_eq!(error.to_string(), "next_steps: must be at least 1");
+    }
+
+    #[test]
+    fn every_error_message_starts_with_its_field() {
+        let fields = [
+            (FunnelError::StepCount(0), "steps: "),
+            (FunnelError::EmptyTouchpoint(1), "steps[1].touchpoint: "),
+            (
+                FunnelError::RepeatedStep { index: 2, first: 0 },
+                "steps[2]: ",
+            ),
+            (FunnelError::NegativeWindow(-1), "window_ms: "),
+            (
+                FunnelError::StepWindowCount { given: 2, steps: 3 },
+                "step_windows_ms: ",
+            ),
+            (FunnelError::FirstStepWindow, "step_windows_ms[0]: "),
+            (
+                FunnelError::NegativeStepWindow {
+                    index: 2,
+                    value: -5,
+                },
+                "step_windows_ms[2]: ",
+            ),
+            (FunnelError::StepWindowsInAnyOrder, "step_windows_ms: "),
+            (FunnelError::NoNextSteps, "next_steps: "),
+        ];
+        for (error, field) in fields {
+            let message = error.to_string();
+            assert!(message.starts_with(field), "{message}");
+        }
     }
 
     #[test]

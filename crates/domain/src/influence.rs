@@ -12,8 +12,10 @@
 
 use serde::Serialize;
 
-use crate::journey::JourneySet;
+use crate::funnel::{customers_per_touchpoint, optional, ratio};
+use crate::journey::{JourneySet, Step};
 use crate::render::to_csv;
+use crate::symbols::Sym;
 
 /// Thresholds for the labels. Build with [`InfluenceOptions::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +139,7 @@ impl InfluenceReport {
                 row.converter_reach.to_string(),
                 row.non_converter_reach.to_string(),
                 row.conversion_rate_with.to_string(),
-                row.lift.map(|lift| lift.to_string()).unwrap_or_default(),
+                optional(row.lift),
                 label_name(row.label).to_owned(),
                 row.advice.unwrap_or_default().to_owned(),
             ]
@@ -158,52 +160,38 @@ fn label_name(label: InfluenceLabel) -> &'static str {
 /// no converters, so every lift is `None` and no row is a moment of influence.
 pub fn influence(set: &JourneySet, opts: &InfluenceOptions) -> InfluenceReport {
     let goal = set.symbols.get(&opts.goal);
-    let mut converters_with = vec![0usize; set.symbols.len()];
-    let mut non_converters_with = vec![0usize; set.symbols.len()];
-    // Stamps hold the index of the journey that last counted them, so nothing is cleared per
-    // journey.
-    let mut counted = vec![usize::MAX; set.symbols.len()];
-    let mut converters = 0;
-    for (index, journey) in set.journeys.iter().enumerate() {
-        let conversion = journey.conversion_index(goal);
-        let (window, counts) = match conversion {
-            Some(at) => {
-                converters += 1;
-                (&journey.steps[..at], &mut converters_with)
-            }
-            None => (&journey.steps[..], &mut non_converters_with),
-        };
-        for step in window {
-            let touchpoint = step.touchpoint as usize;
-            if counted[touchpoint] != index {
-                counted[touchpoint] = index;
-                counts[touchpoint] += 1;
-            }
+    let mut before_conversion: Vec<&[Step]> = Vec::new();
+    let mut unconverted: Vec<&[Step]> = Vec::new();
+    for journey in &set.journeys {
+        match journey.conversion_index(goal) {
+            Some(at) => before_conversion.push(&journey.steps[..at]),
+            None => unconverted.push(&journey.steps),
         }
     }
-
     let customers = set.journeys.len();
-    let non_converters = customers - converters;
-    let share = |count: usize, of: usize| {
-        if of == 0 {
-            0.0
-        } else {
-            count as f64 / of as f64
-        }
-    };
-    let mut rows: Vec<InfluenceRow> = converters_with
-        .iter()
-        .zip(&non_converters_with)
-        .enumerate()
-        .filter(|&(_, (&with, &without))| with + without > 0)
-        .map(|(touchpoint, (&converters_with, &non_converters_with))| {
+    let converters = before_conversion.len();
+    let non_converters = unconverted.len();
+    let converters_with = customers_per_touchpoint(before_conversion);
+    let non_converters_with = customers_per_touchpoint(unconverted);
+    let mut touchpoints: Vec<Sym> = converters_with
+        .keys()
+        .chain(non_converters_with.keys())
+        .copied()
+        .collect();
+    touchpoints.sort_unstable();
+    touchpoints.dedup();
+    let mut rows: Vec<InfluenceRow> = touchpoints
+        .into_iter()
+        .map(|touchpoint| {
+            let converters_with = converters_with.get(&touchpoint).copied().unwrap_or(0);
+            let non_converters_with = non_converters_with.get(&touchpoint).copied().unwrap_or(0);
             let customers_with = converters_with + non_converters_with;
             let lift = (converters > 0).then(|| {
                 (converters_with as u128 * customers as u128) as f64
                     / (customers_with as u128 * converters as u128) as f64
             });
-            let reach = share(customers_with, customers);
-            let converter_reach = share(converters_with, converters);
+            let reach = ratio(customers_with, customers);
+            let converter_reach = ratio(converters_with, converters);
             let label = if converter_reach >= opts.impact_reach {
                 InfluenceLabel::MomentOfImpact
             } else if reach <= opts.influence_reach
@@ -214,14 +202,14 @@ pub fn influence(set: &JourneySet, opts: &InfluenceOptions) -> InfluenceReport {
                 InfluenceLabel::None
             };
             InfluenceRow {
-                touchpoint: set.symbols.name(touchpoint as u32).to_owned(),
+                touchpoint: set.symbols.name(touchpoint).to_owned(),
                 customers: customers_with,
                 converters: converters_with,
                 non_converters: non_converters_with,
                 reach,
                 converter_reach,
-                non_converter_reach: share(non_converters_with, non_converters),
-                conversion_rate_with: share(converters_with, customers_with),
+                non_converter_reach: ratio(non_converters_with, non_converters),
+                conversion_rate_with: ratio(converters_with, customers_with),
                 lift,
                 label,
                 advice: label.advice(),
@@ -240,7 +228,7 @@ pub fn influence(set: &JourneySet, opts: &InfluenceOptions) -> InfluenceReport {
         goal: opts.goal.clone(),
         customers,
         converters,
-        conversion_rate: share(converters, customers),
+        conversion_rate: ratio(converters, customers),
         rows,
     }
 }
@@ -352,6 +340,15 @@ mod tests {
                 ("email", InfluenceLabel::None),
             ]
         );
+
+        // Thresholds are inclusive: webinar's lift is exactly 2.
+        let exact_lift = InfluenceOptions {
+            influence_lift: 2.0,
+            ..InfluenceOptions::new("purchase")
+        };
+        let report = influence(&worked_example(), &exact_lift);
+        assert_eq!(report.rows[0].touchpoint, "webinar");
+        assert_eq!(report.rows[0].label, InfluenceLabel::MomentOfInfluence);
     }
 
     #[test]

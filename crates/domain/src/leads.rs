@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::funnel::{customers_per_touchpoint, optional, ratio, TouchpointCount};
+use crate::funnel::{optional, ratio, touchpoint_counts, TouchpointCount};
 use crate::journey::JourneySet;
 use crate::metrics::{median, DAY_MS};
 use crate::render::to_csv;
@@ -133,7 +133,9 @@ pub fn lead_follow_up(set: &JourneySet, opts: &LeadOptions) -> Result<LeadReport
         };
         report.leads += 1;
         let lead_ms = seen[lead].at_ms;
-        let conversion = goal.and_then(|goal| seen.iter().position(|step| step.touchpoint == goal));
+        let conversion = journey
+            .conversion_index(goal)
+            .filter(|&index| index < seen.len());
         match conversion {
             Some(conversion) if conversion < lead => report.converted_before_lead += 1,
             Some(conversion) => {
@@ -156,7 +158,7 @@ pub fn lead_follow_up(set: &JourneySet, opts: &LeadOptions) -> Result<LeadReport
     report.zombie_customers.sort_unstable();
     report.converted_after_lead = days_to_conversion.len();
     report.median_days_lead_to_conversion = median(&mut days_to_conversion);
-    report.before_conversion = customers_per_touchpoint(set, between);
+    report.before_conversion = touchpoint_counts(set, between);
     Ok(report)
 }
 
@@ -324,13 +326,50 @@ mod tests {
     }
 
     #[test]
+    fn the_window_rounds_to_the_millisecond_and_never_overflows() {
+        // 0.4 ms short of 30 days rounds to 30 days, so jo (exactly 30 days) is still in time.
+        let mut opts = LeadOptions::new(100 * DAY);
+        opts.within_days = 30.0 - 0.4 / 86_400_000.0;
+        let report = lead_follow_up(&journeys(), &opts).unwrap();
+        assert_eq!((report.converted_in_time, report.converted_late), (2, 1));
+        // A window too long for milliseconds in an i64 is forever: nobody is late or a zombie.
+        opts.within_days = f64::MAX;
+        let report = lead_follow_up(&journeys(), &opts).unwrap();
+        assert_eq!(
+            (
+                report.converted_in_time,
+                report.converted_late,
+                report.zombies
+            ),
+            (3, 0, 0)
+        );
+    }
+
+    #[test]
+    fn leads_count_up_to_and_including_as_of() {
+        // On day 5 bob's form, sent that day, is the only lead so far.
+        let report = lead_follow_up(&journeys(), &LeadOptions::new(5 * DAY)).unwrap();
+        assert_eq!((report.leads, report.pending), (1, 1));
+    }
+
+    #[test]
+    fn zombies_are_listed_by_customer_number_whatever_the_journey_order() {
+        let mut set = journeys();
+        set.journeys.reverse();
+        let report = lead_follow_up(&set, &LeadOptions::new(100 * DAY)).unwrap();
+        assert_eq!(report.zombie_customers, [1, 6]);
+    }
+
+    #[test]
     fn options_are_checked_and_name_the_field() {
         let set = journeys();
         let mut opts = LeadOptions::new(100 * DAY);
         opts.lead_touchpoints.clear();
-        assert_eq!(
-            lead_follow_up(&set, &opts),
-            Err(LeadError::NoLeadTouchpoints)
+        let error = lead_follow_up(&set, &opts).unwrap_err();
+        assert_eq!(error, LeadError::NoLeadTouchpoints);
+        assert!(
+            error.to_string().starts_with("lead_touchpoints: "),
+            "{error}"
         );
         let mut opts = LeadOptions::new(100 * DAY);
         opts.goal = "form_submit".to_owned();

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::funnel::{optional, ratio};
 use crate::journey::JourneySet;
-use crate::metrics::{median, percentile, DAY_MS};
+use crate::metrics::{mean, median, percentile, DAY_MS};
 use crate::render::to_csv;
 
 /// Day buckets: a customer goes in the first bucket whose bound is above their days.
@@ -98,7 +98,6 @@ fn distribution(values: &mut [f64], buckets: &[(&str, f64)]) -> CycleDistributio
             .unwrap_or(buckets.len() - 1);
         counts[bucket] += 1;
     }
-    let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
     CycleDistribution {
         buckets: buckets
             .iter()
@@ -111,7 +110,8 @@ fn distribution(values: &mut [f64], buckets: &[(&str, f64)]) -> CycleDistributio
             .collect(),
         median: median(values),
         p90: percentile(values, 0.9),
-        mean,
+        // Summed after `percentile` sorted them, so the mean does not depend on journey order.
+        mean: mean(values),
     }
 }
 

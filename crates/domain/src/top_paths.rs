@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::funnel::optional;
 use crate::journey::JourneySet;
 use crate::paths::OTHER;
 use crate::render::to_csv;
@@ -99,7 +100,6 @@ impl TopPathsReport {
     /// `conversion_rate` (empty without a goal). When paths were left out, a last `(other)` row
     /// sums them, with empty `steps` and `truncated`.
     pub fn to_csv(&self) -> String {
-        let optional = |value: Option<String>| value.unwrap_or_default();
         let mut rows: Vec<Vec<String>> = self
             .paths
             .iter()
@@ -109,8 +109,8 @@ impl TopPathsReport {
                     path.steps.len().to_string(),
                     path.truncated.to_string(),
                     path.customers.to_string(),
-                    optional(path.conversions.map(|count| count.to_string())),
-                    optional(path.conversion_rate.map(|rate| rate.to_string())),
+                    optional(path.conversions),
+                    optional(path.conversion_rate),
                 ]
             })
             .collect();
@@ -120,8 +120,8 @@ impl TopPathsReport {
                 String::new(),
                 String::new(),
                 self.other.customers.to_string(),
-                optional(self.other.conversions.map(|count| count.to_string())),
-                optional(self.other.conversion_rate.map(|rate| rate.to_string())),
+                optional(self.other.conversions),
+                optional(self.other.conversion_rate),
             ]);
         }
         to_csv(
@@ -316,6 +316,11 @@ mod tests {
         ];
         assert_eq!(rows(&all), expected);
         assert_eq!(all.other.paths, 0);
+        assert_eq!(
+            (all.other.conversions, all.other.conversion_rate),
+            (Some(0), None),
+            "no customers left over, so no rate"
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::journey::{Journey, JourneySet, Step};
-use crate::metrics::{median, percentile};
+use crate::metrics::{median, percentile, ratio};
 use crate::paths::{positional_graph, PathGraph, PathOptions, DROP_OFF};
-use crate::render::to_csv;
+use crate::render::{optional_cell, to_csv};
 use crate::symbols::Sym;
 
 /// Most steps a funnel may have (one bit per step in a `u32` while matching).
@@ -353,8 +353,8 @@ impl FunnelReport {
                 stats.dropped.to_string(),
                 stats.conversion_from_previous.to_string(),
                 stats.conversion_from_first.to_string(),
-                optional(stats.median_seconds_to_convert),
-                optional(stats.p90_seconds_to_convert),
+                optional_cell(stats.median_seconds_to_convert),
+                optional_cell(stats.p90_seconds_to_convert),
             ]
         });
         to_csv(
@@ -465,20 +465,6 @@ where
             .then_with(|| a.touchpoint.cmp(&b.touchpoint))
     });
     counts
-}
-
-/// `part / whole`, 0 when `whole` is 0.
-pub(crate) fn ratio(part: usize, whole: usize) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
-    }
-}
-
-/// A CSV cell: the value, or empty.
-pub(crate) fn optional(value: Option<impl ToString>) -> String {
-    value.map(|value| value.to_string()).unwrap_or_default()
 }
 
 /// The label of report row `index`: the step's label, or `k of n steps` in any order.

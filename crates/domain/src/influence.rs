@@ -12,9 +12,10 @@
 
 use serde::Serialize;
 
-use crate::funnel::{customers_per_touchpoint, optional, ratio};
+use crate::funnel::customers_per_touchpoint;
 use crate::journey::{JourneySet, Step};
-use crate::render::to_csv;
+use crate::metrics::ratio;
+use crate::render::{optional_cell, to_csv};
 use crate::symbols::Sym;
 
 /// Thresholds for the labels. Build with [`InfluenceOptions::new`].
@@ -139,7 +140,7 @@ impl InfluenceReport {
                 row.converter_reach.to_string(),
                 row.non_converter_reach.to_string(),
                 row.conversion_rate_with.to_string(),
-                optional(row.lift),
+                optional_cell(row.lift),
                 label_name(row.label).to_owned(),
                 row.advice.unwrap_or_default().to_owned(),
             ]

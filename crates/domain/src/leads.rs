@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::funnel::{optional, ratio, touchpoint_counts, TouchpointCount};
+use crate::funnel::{touchpoint_counts, TouchpointCount};
 use crate::journey::JourneySet;
-use crate::metrics::{median, DAY_MS};
-use crate::render::to_csv;
+use crate::metrics::{median, ratio, DAY_MS};
+use crate::render::{optional_cell, to_csv};
 
 /// What makes a lead, what converts one, and how long a lead may take.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,7 +201,7 @@ impl LeadReport {
             "median_days".to_owned(),
             String::new(),
             String::new(),
-            optional(self.median_days_lead_to_conversion),
+            optional_cell(self.median_days_lead_to_conversion),
         ]);
         to_csv(&["section", "item", "customers", "share", "value"], rows)
     }

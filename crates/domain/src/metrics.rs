@@ -101,13 +101,7 @@ pub fn scribble_metrics(set: &JourneySet, stages: &StageMap, goal: &str) -> Scri
         }
     }
     let customers = set.journeys.len();
-    let per_customer = |count: usize| {
-        if customers == 0 {
-            0.0
-        } else {
-            count as f64 / customers as f64
-        }
-    };
+    let per_customer = |count: usize| ratio(count, customers);
     ScribbleMetrics {
         customers,
         linear_journeys: linear,
@@ -265,6 +259,15 @@ fn loops(set: &JourneySet) -> Vec<Loop> {
 /// The mean of `values`, or `None` when empty.
 pub fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// `part / whole`, 0 when `whole` is 0.
+pub fn ratio(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// The median of `values` (the mean of the two middle ones for an even count), or `None` when

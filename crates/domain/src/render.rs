@@ -44,6 +44,11 @@ where
     out
 }
 
+/// A CSV cell for an optional value: the value, or empty.
+pub fn optional_cell(value: Option<impl ToString>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
+}
+
 fn csv_field(field: &str) -> String {
     let formula = field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err();
     let field = if formula {

@@ -5,10 +5,9 @@
 
 use serde::Serialize;
 
-use crate::funnel::{optional, ratio};
 use crate::journey::JourneySet;
-use crate::metrics::{mean, median, percentile, DAY_MS};
-use crate::render::to_csv;
+use crate::metrics::{mean, median, percentile, ratio, DAY_MS};
+use crate::render::{optional_cell, to_csv};
 
 /// Day buckets: a customer goes in the first bucket whose bound is above their days.
 const DAY_BUCKETS: [(&str, f64); 5] = [
@@ -141,7 +140,7 @@ impl SalesCycle {
                     name.to_owned(),
                     String::new(),
                     String::new(),
-                    optional(value),
+                    optional_cell(value),
                 ]);
             }
         }

@@ -17,10 +17,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::funnel::optional;
 use crate::journey::JourneySet;
 use crate::paths::OTHER;
-use crate::render::to_csv;
+use crate::render::{optional_cell, to_csv};
 use crate::symbols::Sym;
 
 /// Which paths to count and how many to show.
@@ -109,8 +108,8 @@ impl TopPathsReport {
                     path.steps.len().to_string(),
                     path.truncated.to_string(),
                     path.customers.to_string(),
-                    optional(path.conversions),
-                    optional(path.conversion_rate),
+                    optional_cell(path.conversions),
+                    optional_cell(path.conversion_rate),
                 ]
             })
             .collect();
@@ -120,8 +119,8 @@ impl TopPathsReport {
                 String::new(),
                 String::new(),
                 self.other.customers.to_string(),
-                optional(self.other.conversions),
-                optional(self.other.conversion_rate),
+                optional_cell(self.other.conversions),
+                optional_cell(self.other.conversion_rate),
             ]);
         }
         to_csv(

@@ -201,4 +201,100 @@ mod tests {
         assert_eq!(body["accepted"], 0);
         assert_eq!(body["rejected"][0]["field"], "touchpoint");
     }
+
+    #[tokio::test]
+    async fn client_mistakes_are_4xx_with_their_code_and_fields_and_no_retry_after() {
+        let cases = [
+            (
+                CollectorError::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                json!({}),
+            ),
+            (
+                CollectorError::WrongKeyKind,
+                StatusCode::FORBIDDEN,
+                "wrong_key_kind",
+                json!({}),
+            ),
+            (
+                CollectorError::BodyTooLarge { limit: 1024 * 1024 },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                json!({"limit_bytes": 1024 * 1024}),
+            ),
+            (
+                CollectorError::InflatedTooLarge {
+                    limit: 5 * 1024 * 1024,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                json!({"limit_bytes": 5 * 1024 * 1024}),
+            ),
+            (
+                CollectorError::TooManyEvents {
+                    count: 10_001,
+                    limit: 10_000,
+                },
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                json!({"count": 10_001, "limit": 10_000}),
+            ),
+            (
+                CollectorError::UnreadableBody("connection reset".into()),
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                json!({}),
+            ),
+            (
+                CollectorError::UnsupportedEncoding("br".into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                json!({}),
+            ),
+            (
+                CollectorError::InvalidGzip(std::io::Error::other("bad header")),
+                StatusCode::BAD_REQUEST,
+                "invalid_gzip",
+                json!({}),
+            ),
+            (
+                CollectorError::InvalidBatch,
+                StatusCode::BAD_REQUEST,
+                "invalid_batch",
+                json!({}),
+            ),
+            (
+                CollectorError::EmptyBatch,
+                StatusCode::BAD_REQUEST,
+                "empty_batch",
+                json!({}),
+            ),
+            (
+                CollectorError::InvalidEvent(FieldError::new("anonymous_id", "required")),
+                StatusCode::BAD_REQUEST,
+                "invalid_event",
+                json!({"field": "anonymous_id", "reason": "required"}),
+            ),
+            (
+                CollectorError::RedirectNotAllowed("add url=<address>".into()),
+                StatusCode::BAD_REQUEST,
+                "redirect_not_allowed",
+                json!({}),
+            ),
+        ];
+        for (error, status, code, fields) in cases {
+            let message = error.to_string();
+            assert_eq!(error.code(), code);
+            let response = error.into_response();
+            assert_eq!(response.status(), status, "{code}");
+            assert!(response.headers().get(RETRY_AFTER).is_none(), "{code}");
+            let body = body_of(response).await;
+            assert_eq!(body["error"], code);
+            assert_eq!(body["message"], message.as_str(), "{code}");
+            for (name, value) in fields.as_object().unwrap() {
+                assert_eq!(&body[name], value, "{code}: {name}");
+            }
+        }
+    }
 }

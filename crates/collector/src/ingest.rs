@@ -245,6 +245,45 @@ mod tests {
         assert!(checked.rejected[0].reason.contains("byte limit"));
     }
 
+    /// An event whose JSON text is exactly `bytes` long.
+    fn event_of_size(bytes: usize) -> Value {
+        let event = |blob: String| json!({"touchpoint": "x", "anonymous_id": "c", "properties": {"blob": blob}});
+        let bare = event(String::new()).to_string().len();
+        event("x".repeat(bytes - bare))
+    }
+
+    #[test]
+    fn the_limits_are_32_kib_and_32_levels_per_event_inclusive() {
+        let size = 32 * 1024;
+        // The event object is level 1 and its properties level 2, so 31 levels of properties
+        // make 32 in all.
+        let depth =
+            |levels| json!({"touchpoint": "x", "anonymous_id": "c", "properties": nested(levels)});
+        let checked = check(
+            &json!([
+                event_of_size(size),
+                event_of_size(size + 1),
+                depth(31),
+                depth(32)
+            ]),
+            None,
+        );
+        assert_eq!(checked.valid.len(), 2, "{:?}", checked.rejected);
+        let rejected: Vec<_> = checked
+            .rejected
+            .iter()
+            .map(|rejection| (rejection.index, rejection.reason.as_str()))
+            .collect();
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        assert_eq!(rejected[0].0, 1);
+        assert!(rejected[0].1.starts_with("32769 bytes"), "{rejected:?}");
+        assert_eq!(rejected[1].0, 3);
+        assert!(
+            rejected[1].1.starts_with("nested 33 levels"),
+            "{rejected:?}"
+        );
+    }
+
     #[test]
     fn too_deep_events_are_rejected_by_index_below_and_above_serde_limit() {
         for levels in [40, 300] {

@@ -1,16 +1,21 @@
-//! The collector over real HTTP: a server on a loopback port, a real embedded queue, reqwest.
+//! The collector over real HTTP: a server on a loopback port, a real embedded queue (or a bus that
+//! is away), reqwest.
 
 mod common;
 
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, READ_KEY, WRITE_KEY};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use reqwest::{Method, StatusCode};
-use scribble_domain::event::Body;
-use serde_json::{json, Value};
+use scribble_bus::{BusError, EventSink, QueuedEvent};
+use scribble_domain::event::{Body, Event};
+use serde_json::{json, Map, Value};
 
 fn visit(anonymous_id: &str) -> Value {
     json!({"touchpoint": "site_visit", "anonymous_id": anonymous_id})
@@ -42,12 +47,7 @@ async fn healthz_says_ok() {
 #[tokio::test]
 async fn single_event_is_queued() {
     let server = TestServer::start().await;
-    let response = server
-        .post("/v1/events")
-        .json(&visit("c1"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.post_json("/v1/events", &visit("c1")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         json_of(response).await,
@@ -63,18 +63,12 @@ async fn single_event_is_queued() {
 async fn array_and_batch_wrapper_are_queued_in_order() {
     let server = TestServer::start().await;
     let array = server
-        .post("/v1/events")
-        .json(&json!([visit("c1"), visit("c2")]))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/events", &json!([visit("c1"), visit("c2")]))
+        .await;
     assert_eq!(json_of(array).await["accepted"], 2);
     let batch = server
-        .post("/v1/events")
-        .json(&json!({"batch": [visit("c3")]}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/events", &json!({"batch": [visit("c3")]}))
+        .await;
     assert_eq!(json_of(batch).await["accepted"], 1);
     let order: Vec<_> = server
         .queued()
@@ -93,7 +87,7 @@ async fn mixed_batch_keeps_valid_events_and_names_rejected_ones() {
         {"touchpoint": "purchase", "user_id": "u1", "timestamp": "yesterday"},
         visit("c2"),
     ]});
-    let response = server.post("/v1/events").json(&batch).send().await.unwrap();
+    let response = server.post_json("/v1/events", &batch).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = json_of(response).await;
     assert_eq!(body["accepted"], 2);
@@ -113,11 +107,8 @@ async fn mixed_batch_keeps_valid_events_and_names_rejected_ones() {
 async fn all_rejected_is_400_and_queues_nothing() {
     let server = TestServer::start().await;
     let response = server
-        .post("/v1/events")
-        .json(&json!([{"touchpoint": "x"}]))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/events", &json!([{"touchpoint": "x"}]))
+        .await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = json_of(response).await;
     assert_eq!(body["error"], "all_events_rejected");
@@ -128,14 +119,54 @@ async fn all_rejected_is_400_and_queues_nothing() {
 #[tokio::test]
 async fn empty_batch_is_400() {
     let server = TestServer::start().await;
-    let response = server
+    let response = server.post_json("/v1/events", &json!([])).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(response).await["error"], "empty_batch");
+}
+
+#[tokio::test]
+async fn ten_thousand_events_fit_in_one_request_and_one_more_is_413() {
+    let server = TestServer::start().await;
+    let mut events: Vec<Value> = (0..10_000).map(|n| visit(&format!("c{n}"))).collect();
+    let full = server
+        .post_json("/v1/events", &Value::from(events.clone()))
+        .await;
+    assert_eq!(full.status(), StatusCode::OK);
+    assert_eq!(json_of(full).await["accepted"], 10_000);
+    events.push(visit("one-too-many"));
+    let over = server.post_json("/v1/events", &Value::from(events)).await;
+    assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body = json_of(over).await;
+    assert_eq!(body["error"], "too_many_events");
+    assert_eq!(
+        (&body["count"], &body["limit"]),
+        (&json!(10_001), &json!(10_000))
+    );
+    assert_eq!(
+        server.queue.depth().unwrap(),
+        10_000,
+        "the refused request queued nothing"
+    );
+}
+
+#[tokio::test]
+async fn broken_gzip_and_a_batch_that_is_not_an_array_are_400() {
+    let server = TestServer::start().await;
+    let broken = server
         .post("/v1/events")
-        .json(&json!([]))
+        .header("content-encoding", "gzip")
+        .body(json!([visit("c1")]).to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(json_of(response).await["error"], "empty_batch");
+    assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(broken).await["error"], "invalid_gzip");
+    let not_array = server
+        .post_json("/v1/events", &json!({"batch": visit("c1")}))
+        .await;
+    assert_eq!(not_array.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(not_array).await["error"], "invalid_batch");
+    assert!(server.queued().is_empty());
 }
 
 #[tokio::test]
@@ -197,7 +228,7 @@ async fn raw_body_over_one_mib_is_413() {
     let server = TestServer::start().await;
     let padding = "x".repeat(1024 * 1024);
     let body = json!([{"touchpoint": "x", "anonymous_id": "c", "properties": {"pad": padding}}]);
-    let response = server.post("/v1/events").json(&body).send().await.unwrap();
+    let response = server.post_json("/v1/events", &body).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body = json_of(response).await;
     assert_eq!(body["error"], "payload_too_large");
@@ -209,11 +240,8 @@ async fn event_over_32_kib_is_rejected_by_index() {
     let server = TestServer::start().await;
     let big = json!({"touchpoint": "x", "anonymous_id": "c", "properties": {"blob": "x".repeat(33 * 1024)}});
     let response = server
-        .post("/v1/events")
-        .json(&json!([visit("c1"), big]))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/events", &json!([visit("c1"), big]))
+        .await;
     let body = json_of(response).await;
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["rejected"][0]["index"], 1);
@@ -226,11 +254,8 @@ async fn depth_40_is_rejected_by_index() {
     let deep = (0..40).fold(json!(1), |inner, _| json!({ "d": inner }));
     let event = json!({"touchpoint": "x", "anonymous_id": "c", "properties": deep});
     let response = server
-        .post("/v1/events")
-        .json(&json!([event, visit("c1")]))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/events", &json!([event, visit("c1")]))
+        .await;
     let body = json_of(response).await;
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["rejected"][0]["index"], 0);
@@ -324,24 +349,21 @@ async fn bearer_and_x_write_key_both_work() {
 async fn identify_and_alias_endpoints_force_their_type() {
     let server = TestServer::start().await;
     let identify = server
-        .post("/v1/identify")
-        .json(&json!([
-            {"user_id": "u1", "anonymous_id": "c1", "traits": {"persona": "buyer"}},
-            {"type": "touchpoint", "user_id": "u2", "touchpoint": "x"},
-        ]))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/v1/identify",
+            &json!([
+                {"user_id": "u1", "anonymous_id": "c1", "traits": {"persona": "buyer"}},
+                {"type": "touchpoint", "user_id": "u2", "touchpoint": "x"},
+            ]),
+        )
+        .await;
     let body = json_of(identify).await;
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["rejected"][0]["index"], 1);
     assert_eq!(body["rejected"][0]["field"], "type");
     let alias = server
-        .post("/v1/alias")
-        .json(&json!({"user_id": "u1", "previous_id": "u0"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/v1/alias", &json!({"user_id": "u1", "previous_id": "u0"}))
+        .await;
     assert_eq!(json_of(alias).await["accepted"], 1);
     let queued = server.queued();
     assert!(matches!(queued[0].event.body, Body::Identify { .. }));
@@ -351,6 +373,20 @@ async fn identify_and_alias_endpoints_force_their_type() {
             previous_id: "u0".into()
         }
     );
+}
+
+/// The touchpoint, channel and properties of a queued touchpoint event.
+fn touchpoint_of(queued: &QueuedEvent) -> (&str, &str, &Map<String, Value>) {
+    let Body::Touchpoint {
+        touchpoint,
+        channel,
+        properties,
+        ..
+    } = &queued.event.body
+    else {
+        panic!("not a touchpoint: {:?}", queued.event.body);
+    };
+    (touchpoint, channel, properties)
 }
 
 async fn assert_is_pixel(response: reqwest::Response) {
@@ -371,19 +407,8 @@ async fn pixel_records_an_email_open() {
     assert_is_pixel(server.client.get(url).send().await.unwrap()).await;
     let queued = server.queued();
     assert_eq!(queued.len(), 1);
-    let Body::Touchpoint {
-        touchpoint,
-        channel,
-        properties,
-        ..
-    } = &queued[0].event.body
-    else {
-        panic!("not a touchpoint");
-    };
-    assert_eq!(
-        (touchpoint.as_str(), channel.as_str()),
-        ("email_open", "email")
-    );
+    let (touchpoint, channel, properties) = touchpoint_of(&queued[0]);
+    assert_eq!((touchpoint, channel), ("email_open", "email"));
     assert_eq!(properties["campaign"], "spring");
     assert_eq!(properties["variant"], "b");
     assert_eq!(queued[0].event.who.user_id.as_deref(), Some("u1"));
@@ -423,19 +448,8 @@ async fn click_to_allowed_host_redirects_and_records() {
     assert_eq!(response.headers()["location"], target);
     let queued = server.queued();
     assert_eq!(queued.len(), 1);
-    let Body::Touchpoint {
-        touchpoint,
-        channel,
-        properties,
-        ..
-    } = &queued[0].event.body
-    else {
-        panic!("not a touchpoint");
-    };
-    assert_eq!(
-        (touchpoint.as_str(), channel.as_str()),
-        ("email_click", "email")
-    );
+    let (touchpoint, channel, properties) = touchpoint_of(&queued[0]);
+    assert_eq!((touchpoint, channel), ("email_click", "email"));
     assert_eq!(properties["url"], target);
     assert_eq!(properties["campaign"], "spring");
 }
@@ -468,6 +482,103 @@ async fn click_with_unknown_key_is_401() {
     let response = server.client.get(url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn click_with_a_read_key_is_403_and_records_nothing() {
+    let server = TestServer::start().await;
+    let url = server.url(&format!(
+        "/v1/click?key={READ_KEY}&url=https://shop.example/&anonymous_id=c1"
+    ));
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("location").is_none());
+    assert_eq!(json_of(response).await["error"], "wrong_key_kind");
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn click_that_cannot_be_recorded_still_redirects() {
+    let server = TestServer::start().await;
+    // Neither user_id nor anonymous_id: no valid event, but the recipient still gets to the page.
+    let url = server.url(&format!(
+        "/v1/click?key={WRITE_KEY}&url=https://shop.example/sale"
+    ));
+    let response = server.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()["location"], "https://shop.example/sale");
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn readyz_is_ready_over_the_embedded_queue() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "ready");
+}
+
+/// A bus whose broker is away: every append fails as Kafka's does when nothing acknowledges, and
+/// it is never ready.
+struct UnreachableBus;
+
+impl EventSink for UnreachableBus {
+    // What `#[async_trait]` makes of `async fn append`, written out so the tests need no macro.
+    fn append<'sink, 'project, 'events, 'future>(
+        &'sink self,
+        _project: &'project str,
+        _events: &'events [Event],
+    ) -> Pin<Box<dyn Future<Output = Result<(), BusError>> + Send + 'future>>
+    where
+        'sink: 'future,
+        'project: 'future,
+        'events: 'future,
+    {
+        Box::pin(async { Err(BusError::Unavailable("no broker answers".into())) })
+    }
+
+    fn is_ready(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_bus_gives_a_retryable_503_while_email_links_keep_working() {
+    let (base, client) = common::start_over(Arc::new(UnreachableBus)).await;
+    let events = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(WRITE_KEY)
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    for response in [events, ready] {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "5");
+        assert_eq!(json_of(response).await["error"], "bus_unavailable");
+    }
+    // Email recipients are not the sender: they get the pixel and the page regardless.
+    let pixel = client
+        .get(format!("{base}/v1/pixel.gif?key={WRITE_KEY}&user_id=u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_is_pixel(pixel).await;
+    let click = client
+        .get(format!(
+            "{base}/v1/click?key={WRITE_KEY}&user_id=u1&url=https://shop.example/sale"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(click.status(), StatusCode::FOUND);
+    assert_eq!(click.headers()["location"], "https://shop.example/sale");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use scribble_store::StoreError;
 use serde_json::json;
 
 /// Everything a query can fail with.
@@ -55,9 +56,13 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
-impl From<scribble_store::StoreError> for ApiError {
-    fn from(error: scribble_store::StoreError) -> Self {
-        Self::StoreUnavailable(error.to_string())
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            // The sender's to fix, not the store's: the same request would fail on every retry.
+            StoreError::ReportTooWide => Self::invalid("from", error.to_string()),
+            _ => Self::StoreUnavailable(error.to_string()),
+        }
     }
 }
 
@@ -98,5 +103,88 @@ mod tests {
             ApiError::WriteKeyOnReadApi.into_response().status(),
             StatusCode::FORBIDDEN
         );
+    }
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_error_has_its_status_code_and_retry_advice() {
+        let cases = [
+            (
+                ApiError::MissingKey,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                ApiError::UnknownKey,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                ApiError::WriteKeyOnReadApi,
+                StatusCode::FORBIDDEN,
+                "wrong_key_kind",
+            ),
+            (
+                ApiError::invalid("steps", "must be a whole number"),
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+            ),
+            (
+                ApiError::UnknownCustomer("u:nobody".into()),
+                StatusCode::NOT_FOUND,
+                "unknown_customer",
+            ),
+            (
+                ApiError::StoreUnavailable("connection refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+            ),
+            (
+                ApiError::Internal("task panicked".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let message = error.to_string();
+            let response = error.into_response();
+            assert_eq!(response.status(), status, "{code}");
+            let retry_after = response.headers().get(axum::http::header::RETRY_AFTER);
+            assert_eq!(
+                retry_after.is_some(),
+                status == StatusCode::SERVICE_UNAVAILABLE,
+                "{code}"
+            );
+            let body = body_of(response).await;
+            assert_eq!(body["error"], code);
+            assert_eq!(body["message"], message.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_report_too_wide_for_the_store_is_the_senders_to_narrow_not_to_retry() {
+        let error = ApiError::from(StoreError::ReportTooWide);
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(response
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none());
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "invalid_parameter");
+        assert_eq!(body["parameter"], "from");
+        assert!(body["message"].as_str().unwrap().contains("from and to"));
+    }
+
+    #[test]
+    fn other_store_failures_are_unavailable() {
+        let error = ApiError::from(StoreError::InvalidDatabaseName("1x".into()));
+        assert!(matches!(error, ApiError::StoreUnavailable(_)), "{error:?}");
     }
 }

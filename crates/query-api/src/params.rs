@@ -1,5 +1,6 @@
 //! Report parameters: decoded from the query string into plain values, with an error naming the
-//! parameter for anything unknown or malformed (a typo must not silently widen a report).
+//! parameter for anything unknown or malformed (a typo must not silently widen a report). The read
+//! key is not among them: the routes' auth takes `key` out first.
 
 use scribble_domain::event::parse_time;
 use scribble_domain::paths::{Breakdown, GraphView, PathOptions};
@@ -139,10 +140,9 @@ fn non_empty(name: &str, value: Option<String>) -> Result<Option<String>, ApiErr
     }
 }
 
-/// Decodes `/v1/paths` parameters. `key` (the read key) is ignored here: auth reads it.
+/// Decodes `/v1/paths` parameters.
 pub fn path_query(pairs: Vec<(String, String)>) -> Result<PathQuery, ApiError> {
     let mut pairs = Pairs(pairs);
-    pairs.take("key");
     let view = match pairs.take("view").as_deref() {
         None | Some("state") => GraphView::State,
         Some("positional") | Some("sankey") => GraphView::Positional,
@@ -189,7 +189,6 @@ pub fn path_query(pairs: Vec<(String, String)>) -> Result<PathQuery, ApiError> {
 /// Decodes `/v1/metrics` parameters.
 pub fn metrics_query(pairs: Vec<(String, String)>) -> Result<MetricsQuery, ApiError> {
     let mut pairs = Pairs(pairs);
-    pairs.take("key");
     let goal = non_empty("goal", pairs.take("goal"))?.unwrap_or_else(|| "purchase".to_owned());
     let filter = pairs.take_filter()?;
     pairs.finish()?;
@@ -199,17 +198,14 @@ pub fn metrics_query(pairs: Vec<(String, String)>) -> Result<MetricsQuery, ApiEr
 /// Decodes filter-only parameters (the touchpoint list).
 pub fn filter_query(pairs: Vec<(String, String)>) -> Result<JourneyFilter, ApiError> {
     let mut pairs = Pairs(pairs);
-    pairs.take("key");
     let filter = pairs.take_filter()?;
     pairs.finish()?;
     Ok(filter)
 }
 
-/// Checks that a report without parameters (a customer's journey) got none but the key.
+/// Checks that a report without parameters (a customer's journey) got none.
 pub fn no_parameters(pairs: Vec<(String, String)>) -> Result<(), ApiError> {
-    let mut pairs = Pairs(pairs);
-    pairs.take("key");
-    pairs.finish()
+    Pairs(pairs).finish()
 }
 
 #[cfg(test)]

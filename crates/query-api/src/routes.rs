@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -20,7 +21,8 @@ use scribble_domain::stages::StageMap;
 use scribble_store::JourneyStore;
 use serde_json::{json, Value};
 use tower_http::cors::CorsLayer;
-use tracing::instrument;
+use tracing::field::Empty;
+use tracing::{instrument, Span};
 
 use crate::error::ApiError;
 use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format};
@@ -49,8 +51,6 @@ struct AppState {
     store: Arc<dyn JourneyStore>,
 }
 
-type Pairs = Query<Vec<(String, String)>>;
-
 /// The query API's routes over `store`.
 pub fn router(config: Arc<ApiConfig>, store: Arc<dyn JourneyStore>) -> Router {
     Router::new()
@@ -74,11 +74,12 @@ pub async fn serve(
         .await
 }
 
-/// The project a request may read, from its read key: `Authorization: Bearer`, `X-Read-Key`,
-/// or the `key` query parameter (so a dashboard link can carry it). Records the project on the
-/// handler's span.
+/// A report request: the project its read key opens, and its query parameters without the key.
+/// The key comes from `Authorization: Bearer`, `X-Read-Key`, or the `key` query parameter (so a
+/// dashboard link can carry it).
 struct Reader {
     project: String,
+    params: Vec<(String, String)>,
 }
 
 impl FromRequestParts<AppState> for Reader {
@@ -93,21 +94,22 @@ impl FromRequestParts<AppState> for Reader {
         let header_key = headers
             .get("x-read-key")
             .and_then(|value| value.to_str().ok());
-        let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+        let Query(mut params) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|error| ApiError::invalid("query", error.body_text()))?;
-        let query_key = pairs
+        // Only the first `key` is the key: a second one is an unknown parameter like any other.
+        let query_key = params
             .iter()
-            .find(|(name, _)| name == "key")
-            .map(|(_, value)| value.as_str());
+            .position(|(name, _)| name == "key")
+            .map(|index| params.remove(index).1);
         let key = bearer
             .or(header_key)
-            .or(query_key)
+            .or(query_key.as_deref())
             .ok_or(ApiError::MissingKey)?
             .trim();
         if let Some(project) = state.config.projects.by_read_key(key) {
-            tracing::Span::current().record("project", project.name.as_str());
             return Ok(Self {
                 project: project.name.clone(),
+                params,
             });
         }
         if state.config.projects.by_write_key(key).is_some() {
@@ -124,13 +126,9 @@ async fn compute<R: Send + 'static>(
     Ok(tokio::task::spawn_blocking(report).await?)
 }
 
-#[instrument(skip_all, fields(project))]
-async fn paths(
-    State(state): State<AppState>,
-    reader: Reader,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let query = path_query(pairs)?;
+#[instrument(skip_all, fields(project = %reader.project))]
+async fn paths(State(state): State<AppState>, reader: Reader) -> Result<Response, ApiError> {
+    let query = path_query(reader.params)?;
     let graph = state
         .store
         .path_graph(&reader.project, &query.filter, query.view, &query.options)
@@ -150,13 +148,9 @@ async fn paths(
     })
 }
 
-#[instrument(skip_all, fields(project))]
-async fn metrics(
-    State(state): State<AppState>,
-    reader: Reader,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let query = metrics_query(pairs)?;
+#[instrument(skip_all, fields(project = %reader.project))]
+async fn metrics(State(state): State<AppState>, reader: Reader) -> Result<Response, ApiError> {
+    let query = metrics_query(reader.params)?;
     let set = state.store.journeys(&reader.project, &query.filter).await?;
     let config = state.config.clone();
     let metrics = compute(move || scribble_metrics(&set, &config.stages, &query.goal)).await?;
@@ -165,13 +159,9 @@ async fn metrics(
 
 /// Every touchpoint with its event and customer counts, busiest first: what to pick as a path
 /// start, end or goal.
-#[instrument(skip_all, fields(project))]
-async fn touchpoints(
-    State(state): State<AppState>,
-    reader: Reader,
-    Query(pairs): Pairs,
-) -> Result<Response, ApiError> {
-    let filter = filter_query(pairs)?;
+#[instrument(skip_all, fields(project = %reader.project))]
+async fn touchpoints(State(state): State<AppState>, reader: Reader) -> Result<Response, ApiError> {
+    let filter = filter_query(reader.params)?;
     let set = state.store.journeys(&reader.project, &filter).await?;
     let rows = compute(move || {
         let mut counts: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
@@ -200,14 +190,21 @@ async fn touchpoints(
 }
 
 /// One customer's stitched timeline with all identities, traits, sessions and stages.
-#[instrument(skip_all, fields(project, customer = %id))]
+#[instrument(skip_all, fields(project = %reader.project, customer = Empty))]
 async fn journey(
     State(state): State<AppState>,
     reader: Reader,
-    Path(id): Path<String>,
-    Query(pairs): Pairs,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    no_parameters(pairs)?;
+    // Decoded here rather than rejected by axum, so a mangled id gets the JSON error reply.
+    let Path(id) = id.map_err(|_| {
+        ApiError::invalid(
+            "id",
+            "the customer identity in the path must be percent-encoded UTF-8, e.g. u:<user id>",
+        )
+    })?;
+    Span::current().record("customer", id.as_str());
+    no_parameters(reader.params)?;
     let customer = state
         .store
         .customer(&reader.project, &IdentityKey::parse(&id))

@@ -165,14 +165,18 @@ impl TestApi {
     }
 
     /// A GET carrying `key` as a bearer token.
-    async fn get_with(&self, key: &str, path_and_query: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
+    async fn get(&self, key: &str, path_and_query: &str) -> reqwest::Response {
+        self.client
             .get(self.url(path_and_query))
             .bearer_auth(key)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A GET carrying `key` as a bearer token; returns the status and the JSON body (or null).
+    async fn get_with(&self, key: &str, path_and_query: &str) -> (StatusCode, Value) {
+        let response = self.get(key, path_and_query).await;
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -283,13 +287,7 @@ async fn write_key_is_403_wrong_key_kind_on_every_report() {
 async fn read_key_is_accepted_as_bearer_header_or_query_parameter() {
     let api = TestApi::start().await;
     for path in ["/v1/touchpoints", "/v1/customers/u:ann/journey"] {
-        let by_bearer = api
-            .client
-            .get(api.url(path))
-            .bearer_auth(SHOP_READ)
-            .send()
-            .await
-            .unwrap();
+        let by_bearer = api.get(SHOP_READ, path).await;
         let by_header = api
             .client
             .get(api.url(path))
@@ -389,15 +387,67 @@ async fn each_read_key_sees_only_its_own_project() {
 }
 
 #[tokio::test]
-async fn paths_render_as_dot_and_mermaid() {
+async fn touchpoints_are_listed_busiest_first_then_by_name() {
     let api = TestApi::start().await;
-    let dot = api
+    let answer = api.shop("/v1/touchpoints").await;
+    let order: Vec<(&str, u64)> = answer["touchpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["touchpoint"].as_str().unwrap(),
+                row["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("site_visit", 3),
+            ("ad_click", 2),
+            ("purchase", 2),
+            ("email_open", 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_lets_a_dashboard_on_another_origin_send_its_read_key() {
+    let api = TestApi::start().await;
+    let response = api
         .client
-        .get(api.url("/v1/paths?format=dot"))
-        .bearer_auth(SHOP_READ)
+        .request(reqwest::Method::OPTIONS, api.url("/v1/paths"))
+        .header("origin", "https://dashboards.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "x-read-key")
         .send()
         .await
         .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed.contains('*') || allowed.contains("x-read-key"),
+        "{allowed}"
+    );
+    let answer = api
+        .client
+        .get(api.url("/v1/touchpoints"))
+        .header("origin", "https://dashboards.example")
+        .header("x-read-key", SHOP_READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn paths_render_as_dot_and_mermaid() {
+    let api = TestApi::start().await;
+    let dot = api.get(SHOP_READ, "/v1/paths?format=dot").await;
     assert_eq!(dot.status(), StatusCode::OK);
     let content_type = dot.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
     assert!(
@@ -410,12 +460,8 @@ async fn paths_render_as_dot_and_mermaid() {
     assert!(!text.contains("newsletter_open"), "blog leaked: {text}");
 
     let mermaid = api
-        .client
-        .get(api.url("/v1/paths?format=mermaid&view=positional"))
-        .bearer_auth(SHOP_READ)
-        .send()
-        .await
-        .unwrap();
+        .get(SHOP_READ, "/v1/paths?format=mermaid&view=positional")
+        .await;
     assert_eq!(mermaid.status(), StatusCode::OK);
     let content_type = mermaid.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
@@ -524,6 +570,7 @@ async fn unknown_or_malformed_parameters_are_400_naming_the_parameter() {
         ("/v1/touchpoints?from=last%20week", "from"),
         ("/v1/touchpoints?from=2026-11-04&to=2026-11-02", "to"),
         ("/v1/customers/a:cookie-a/journey?from=2026-11-01", "from"),
+        ("/v1/customers/%FF/journey", "id"),
     ];
     for (path, parameter) in cases {
         let (status, body) = api.get_with(SHOP_READ, path).await;

@@ -1,10 +1,13 @@
-//! A real collector on a loopback port over a real embedded queue in a temporary directory.
+//! A real collector on a loopback port: over a real embedded queue in a temporary directory, or
+//! over any other event sink.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use scribble_bus::{EmbeddedQueue, QueuedEvent};
+use scribble_bus::{EmbeddedQueue, EventSink, QueuedEvent};
 use scribble_collector::{router, serve, CollectorConfig};
 use scribble_domain::project::{Project, Projects};
+use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -28,29 +31,15 @@ impl TestServer {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).unwrap());
-        let config = CollectorConfig::new(Projects {
-            projects: vec![Project {
-                name: "shop".into(),
-                write_keys: vec![WRITE_KEY.into()],
-                read_keys: vec![READ_KEY.into()],
-                redirect_hosts: vec!["shop.example".into(), "*.news.example".into()],
-            }],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(Arc::new(config), queue.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, app, async {
+        let (base, task) = spawn(queue.clone(), async {
             let _ = stopped.await;
-        }));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
+        })
+        .await;
         Self {
             base,
             queue,
-            client,
+            client: client(),
             stop,
             task,
             _dir: dir,
@@ -72,7 +61,46 @@ impl TestServer {
         self.client.post(self.url(path)).bearer_auth(WRITE_KEY)
     }
 
+    /// Sends `body` as JSON to `path` with the write key.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post(path).json(body).send().await.unwrap()
+    }
+
     pub fn queued(&self) -> Vec<QueuedEvent> {
         self.queue.read_after(0, 100).unwrap()
     }
+}
+
+/// A collector over `sink` that serves until the test ends: its base URL and a client that does
+/// not follow redirects.
+pub async fn start_over(sink: Arc<dyn EventSink>) -> (String, reqwest::Client) {
+    let (base, _task) = spawn(sink, std::future::pending()).await;
+    (base, client())
+}
+
+/// Serves the collector of project "shop" (keys [`WRITE_KEY`] and [`READ_KEY`]; clicks may go to
+/// shop.example and hosts under news.example) over `sink` on a loopback port until `shutdown`.
+async fn spawn(
+    sink: Arc<dyn EventSink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (String, JoinHandle<std::io::Result<()>>) {
+    let config = CollectorConfig::new(Projects {
+        projects: vec![Project {
+            name: "shop".into(),
+            write_keys: vec![WRITE_KEY.into()],
+            read_keys: vec![READ_KEY.into()],
+            redirect_hosts: vec!["shop.example".into(), "*.news.example".into()],
+        }],
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(serve(listener, router(Arc::new(config), sink), shutdown));
+    (base, task)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }

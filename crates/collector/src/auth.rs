@@ -2,7 +2,7 @@
 
 use axum::http::header::AUTHORIZATION;
 use axum::http::HeaderMap;
-use scribble_domain::project::{Project, Projects};
+use scribble_domain::project::{bearer_key, KeyKind, Project, Projects};
 
 use crate::CollectorError;
 
@@ -11,10 +11,7 @@ pub fn header_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let (scheme, key) = value.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-        });
+        .and_then(bearer_key);
     bearer.or_else(|| {
         headers
             .get("x-write-key")
@@ -32,13 +29,11 @@ pub fn project_for<'a>(
     let Some(key) = key.filter(|key| !key.is_empty()) else {
         return Err(CollectorError::Unauthorized);
     };
-    if let Some(project) = projects.by_write_key(key) {
-        return Ok(project);
+    match projects.by_key(key) {
+        Some((project, KeyKind::Write)) => Ok(project),
+        Some((_, KeyKind::Read)) => Err(CollectorError::WrongKeyKind),
+        None => Err(CollectorError::Unauthorized),
     }
-    if projects.by_read_key(key).is_some() {
-        return Err(CollectorError::WrongKeyKind);
-    }
-    Err(CollectorError::Unauthorized)
 }
 
 #[cfg(test)]

@@ -84,17 +84,34 @@ impl Projects {
         Ok(())
     }
 
-    pub fn by_write_key(&self, key: &str) -> Option<&Project> {
-        self.projects
-            .iter()
-            .find(|project| project.write_keys.iter().any(|candidate| candidate == key))
+    /// The project `key` belongs to and what it opens; `None` for a key no project has. Both
+    /// the collector and the query API ask this, so each can tell a key of the wrong kind
+    /// (403, and which key to use) from an unknown one (401).
+    pub fn by_key(&self, key: &str) -> Option<(&Project, KeyKind)> {
+        self.projects.iter().find_map(|project| {
+            if project.write_keys.iter().any(|candidate| candidate == key) {
+                Some((project, KeyKind::Write))
+            } else if project.read_keys.iter().any(|candidate| candidate == key) {
+                Some((project, KeyKind::Read))
+            } else {
+                None
+            }
+        })
     }
+}
 
-    pub fn by_read_key(&self, key: &str) -> Option<&Project> {
-        self.projects
-            .iter()
-            .find(|project| project.read_keys.iter().any(|candidate| candidate == key))
-    }
+/// What a key opens: the collector (write) or the reports (read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Write,
+    Read,
+}
+
+/// The key of an `Authorization` header value `Bearer <key>` (scheme in any case, spaces
+/// around the key ignored); `None` for any other scheme.
+pub fn bearer_key(authorization: &str) -> Option<&str> {
+    let (scheme, key) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 #[cfg(test)]
@@ -115,12 +132,22 @@ mod tests {
         let projects = Projects {
             projects: vec![shop()],
         };
-        assert_eq!(
-            projects.by_write_key("w1").map(|p| p.name.as_str()),
-            Some("shop")
-        );
-        assert!(projects.by_read_key("w1").is_none());
-        assert!(projects.by_write_key("r1").is_none());
+        let found = |key| {
+            projects
+                .by_key(key)
+                .map(|(p, kind)| (p.name.as_str(), kind))
+        };
+        assert_eq!(found("w1"), Some(("shop", KeyKind::Write)));
+        assert_eq!(found("r1"), Some(("shop", KeyKind::Read)));
+        assert_eq!(found("nope"), None);
+    }
+
+    #[test]
+    fn bearer_keys_are_read_whatever_the_scheme_case() {
+        assert_eq!(bearer_key("Bearer  w1 "), Some("w1"));
+        assert_eq!(bearer_key("bearer w3"), Some("w3"));
+        assert_eq!(bearer_key("Basic dXNlcg=="), None);
+        assert_eq!(bearer_key("Bearer"), None);
     }
 
     #[test]

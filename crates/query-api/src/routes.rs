@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
 use scribble_domain::metrics::scribble_metrics;
-use scribble_domain::project::Projects;
+use scribble_domain::project::{bearer_key, KeyKind, Projects};
 use scribble_domain::render::{to_dot, to_mermaid};
 use scribble_domain::stages::StageMap;
 use scribble_store::JourneyStore;
@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for Reader {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
+            .and_then(bearer_key);
         let header_key = headers
             .get("x-read-key")
             .and_then(|value| value.to_str().ok());
@@ -106,16 +106,14 @@ impl FromRequestParts<AppState> for Reader {
             .or(query_key.as_deref())
             .ok_or(ApiError::MissingKey)?
             .trim();
-        if let Some(project) = state.config.projects.by_read_key(key) {
-            return Ok(Self {
+        match state.config.projects.by_key(key) {
+            Some((project, KeyKind::Read)) => Ok(Self {
                 project: project.name.clone(),
                 params,
-            });
+            }),
+            Some((_, KeyKind::Write)) => Err(ApiError::WriteKeyOnReadApi),
+            None => Err(ApiError::UnknownKey),
         }
-        if state.config.projects.by_write_key(key).is_some() {
-            return Err(ApiError::WriteKeyOnReadApi);
-        }
-        Err(ApiError::UnknownKey)
     }
 }
 

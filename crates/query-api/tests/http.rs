@@ -444,6 +444,20 @@ async fn cors_preflight_lets_a_dashboard_on_another_origin_send_its_read_key() {
     assert_eq!(answer.headers()["access-control-allow-origin"], "*");
 }
 
+/// The collector and the query API read `Authorization` alike: the scheme in any case.
+#[tokio::test]
+async fn a_lowercase_bearer_scheme_is_a_key_too() {
+    let api = TestApi::start().await;
+    let answer = api
+        .client
+        .get(api.url("/v1/touchpoints"))
+        .header("authorization", format!("bearer {SHOP_READ}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn paths_render_as_dot_and_mermaid() {
     let api = TestApi::start().await;

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -45,6 +44,11 @@ pub enum Command {
     Migrate(MigrateArgs),
 }
 
+/// The write key a server and `import` use when none is given: fine on a laptop, never exposed.
+pub const DEV_WRITE_KEY: &str = "dev-write-key";
+/// The read key a server and the report commands use when none is given.
+pub const DEV_READ_KEY: &str = "dev-read-key";
+
 /// Which projects are served and with which keys.
 #[derive(Debug, Args, Clone)]
 pub struct ProjectArgs {
@@ -52,10 +56,10 @@ pub struct ProjectArgs {
     #[arg(long, env = "SCRIBBLE_PROJECT", default_value = "default")]
     pub project: String,
     /// Write key of the project (ingest only). Change it before exposing the collector.
-    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = "dev-write-key")]
+    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = DEV_WRITE_KEY)]
     pub write_key: String,
     /// Read key of the project (reports only). Change it before exposing the API.
-    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
+    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = DEV_READ_KEY)]
     pub read_key: String,
     /// Host that email click links may redirect to (repeat; `*.example.com` allows subdomains).
     #[arg(
@@ -71,24 +75,42 @@ pub struct ProjectArgs {
     pub projects_file: Option<PathBuf>,
 }
 
-/// The event bus: `embedded` (a queue file in --data-dir) or
-/// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
+/// The event bus. Shared by `serve` and the scale-out commands, so the help names both forms.
 #[derive(Debug, Args, Clone)]
 pub struct BusArgs {
-    /// The event bus: `embedded` (a queue file in --data-dir) or
-    /// `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`.
+    /// The event bus: `kafka://HOST:PORT[,HOST:PORT...]/TOPIC`, or `embedded` (`serve` only: a
+    /// queue file in --data-dir).
     #[arg(long, env = "SCRIBBLE_BUS", default_value = "embedded", value_parser = BusTarget::from_str)]
     pub bus: BusTarget,
 }
 
-/// The store: `embedded` (a database file in --data-dir) or
-/// `clickhouse://HOST:PORT/DATABASE` (ClickHouse's HTTP port).
+/// The store. Shared by `serve` and the scale-out commands, so the help names both forms.
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
-    /// The store: `embedded` (a database file in --data-dir) or `clickhouse://HOST:PORT/DATABASE`
-    /// (the HTTP port of ClickHouse, usually 8123).
+    /// The store: `clickhouse://HOST:PORT/DATABASE` (the HTTP port of ClickHouse, usually 8123),
+    /// or `embedded` (`serve` only: a database file in --data-dir).
     #[arg(long, env = "SCRIBBLE_STORE", default_value = "embedded", value_parser = StoreTarget::from_str)]
     pub store: StoreTarget,
+}
+
+/// Where the collector listens (`serve` and `collector`).
+#[derive(Debug, Args, Clone)]
+pub struct CollectorAddrArgs {
+    /// Address the collector listens on (POST /v1/events, pixel, click, /readyz).
+    #[arg(
+        long,
+        env = "SCRIBBLE_COLLECTOR_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub collector_addr: SocketAddr,
+}
+
+/// Where the query API listens (`serve` and `api`).
+#[derive(Debug, Args, Clone)]
+pub struct ApiAddrArgs {
+    /// Address the query API listens on (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
+    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
+    pub api_addr: SocketAddr,
 }
 
 /// The worker's Kafka consumer group (with --bus kafka): workers of one group share the
@@ -109,16 +131,10 @@ pub struct ServeArgs {
     /// Where the embedded queue and store keep their files.
     #[arg(long, env = "SCRIBBLE_DATA_DIR", default_value = "scribble-data")]
     pub data_dir: PathBuf,
-    /// Address of the collector (POST /v1/events, pixel, click).
-    #[arg(
-        long,
-        env = "SCRIBBLE_COLLECTOR_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub collector_addr: SocketAddr,
-    /// Address of the query API (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
-    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
-    pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub collector: CollectorAddrArgs,
+    #[command(flatten)]
+    pub api: ApiAddrArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]
@@ -141,13 +157,8 @@ pub struct ServeArgs {
 /// `scribble collector`: only the HTTP collector, writing to Kafka.
 #[derive(Debug, Args)]
 pub struct CollectorArgs {
-    /// Address the collector listens on (POST /v1/events, pixel, click, /readyz).
-    #[arg(
-        long,
-        env = "SCRIBBLE_COLLECTOR_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub collector_addr: SocketAddr,
+    #[command(flatten)]
+    pub collector: CollectorAddrArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]
@@ -174,9 +185,8 @@ pub struct WorkerArgs {
 /// `scribble api`: only the query API, reading ClickHouse.
 #[derive(Debug, Args)]
 pub struct ApiArgs {
-    /// Address the query API listens on (GET /v1/paths, /v1/metrics, ...).
-    #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
-    pub api_addr: SocketAddr,
+    #[command(flatten)]
+    pub api: ApiAddrArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]
@@ -209,7 +219,9 @@ impl DemoArgs {
 pub enum ImportFormat {
     /// Decide from the file name: .csv is CSV, anything else NDJSON.
     Auto,
+    /// One JSON event per line; blank lines are skipped.
     Ndjson,
+    /// A header row, then one event per row.
     Csv,
 }
 
@@ -219,6 +231,7 @@ pub struct ImportArgs {
     /// touchpoint, channel, direct, anonymous_id, user_id, previous_id; `traits.X` columns become
     /// traits and any other column a property).
     pub file: PathBuf,
+    /// How to read FILE.
     #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
     pub format: ImportFormat,
     /// Collector base URL.
@@ -228,7 +241,8 @@ pub struct ImportArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub collector: String,
-    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = "dev-write-key")]
+    /// Write key of the project to import into.
+    #[arg(long, env = "SCRIBBLE_WRITE_KEY", default_value = DEV_WRITE_KEY)]
     pub write_key: String,
     /// Events per request.
     #[arg(long, default_value_t = 500)]
@@ -246,7 +260,7 @@ pub struct ApiClientArgs {
     )]
     pub api: String,
     /// Read key of the project to report on.
-    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = "dev-read-key")]
+    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = DEV_READ_KEY)]
     pub read_key: String,
 }
 
@@ -279,9 +293,13 @@ pub enum GraphView {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum GraphFormat {
+    /// The edges, busiest first, with distinct customers, transitions and median time.
     Table,
+    /// The query API's answer as it is.
     Json,
+    /// Graphviz DOT.
     Dot,
+    /// A Mermaid flowchart.
     Mermaid,
 }
 
@@ -289,6 +307,7 @@ pub enum GraphFormat {
 pub struct PathsArgs {
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Which graph to draw.
     #[arg(long, value_enum, default_value_t = GraphView::State)]
     pub view: GraphView,
     /// Follow paths forward from the first time customers hit this touchpoint.
@@ -312,6 +331,7 @@ pub struct PathsArgs {
     /// Split touchpoints by channel.
     #[arg(long)]
     pub by_channel: bool,
+    /// How to print the graph.
     #[arg(long, value_enum, default_value_t = GraphFormat::Table)]
     pub format: GraphFormat,
 }
@@ -337,4 +357,37 @@ pub struct JourneyArgs {
     /// Print the JSON answer instead of a timeline.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_well_formed() {
+        // Catches, at test time, what clap otherwise reports only when the command runs: two
+        // flags of one command with the same name, a default the parser refuses, and the like.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_of_the_scale_out_processes_has_an_environment_variable() {
+        // deploy/README.md promises it: containers are configured through their environment.
+        let cli = Cli::command();
+        for name in ["collector", "worker", "api", "migrate"] {
+            let command = cli.find_subcommand(name).expect("a scale-out command");
+            for arg in command.get_arguments() {
+                if matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    arg.get_env().is_some(),
+                    "scribble {name}: {} has no environment variable",
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use scribble_collector::MAX_EVENTS_PER_REQUEST;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cli::{ImportArgs, ImportFormat};
@@ -17,7 +19,18 @@ const LISTED_REJECTIONS: usize = 20;
 /// shape or why that line could not be read.
 type Row = (usize, Result<Value, String>);
 
+/// The body of one request: the collector's `{"batch": [...]}` shape, serialized from borrowed
+/// events.
+#[derive(Serialize)]
+struct Batch<'a> {
+    batch: &'a [&'a Value],
+}
+
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    // Checked before the file is read: a wrong flag should not wait for a large export.
+    if args.batch == 0 || args.batch > MAX_EVENTS_PER_REQUEST {
+        bail!("--batch must be from 1 to {MAX_EVENTS_PER_REQUEST}");
+    }
     let format = match args.format {
         ImportFormat::Auto
             if args
@@ -34,9 +47,6 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         ImportFormat::Csv => read_csv(&args.file)?,
         _ => read_ndjson(&args.file)?,
     };
-    if args.batch == 0 || args.batch > 10_000 {
-        bail!("--batch must be from 1 to 10000");
-    }
     let client = reqwest::blocking::Client::new();
     let url = format!("{}/v1/events", args.collector.trim_end_matches('/'));
     let progress = indicatif::ProgressBar::new(rows.len() as u64).with_style(
@@ -53,7 +63,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             match row {
                 Ok(event) => {
                     sent_lines.push(*line);
-                    batch.push(event.clone());
+                    batch.push(event);
                 }
                 Err(reason) => summary.reject(*line, "event", reason),
             }
@@ -79,14 +89,14 @@ fn send(
     client: &reqwest::blocking::Client,
     url: &str,
     write_key: &str,
-    batch: &[Value],
+    batch: &[&Value],
     lines: &[usize],
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let response = client
         .post(url)
         .bearer_auth(write_key)
-        .json(&serde_json::json!({ "batch": batch }))
+        .json(&Batch { batch })
         .send()
         .with_context(|| {
             format!("cannot reach the collector at {url}; is `scribble serve` running?")

@@ -1,5 +1,6 @@
-//! The `scribble` command: runs the embedded service (`serve`, `demo`), loads exports
-//! (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`).
+//! The `scribble` command: runs the whole service in one process (`serve`, `demo`), or one
+//! scale-out process over Kafka and ClickHouse (`collector`, `worker`, `api`, `migrate`); loads
+//! exports (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`).
 
 mod cli;
 mod import;

@@ -1,5 +1,5 @@
 //! Building blocks shared by `serve` and the scale-out commands: project settings, the shutdown
-//! signal, listeners, and connecting to Kafka and ClickHouse.
+//! signal, listeners, and connecting to Kafka and ClickHouse. Each error names the flag to fix.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::cli::ProjectArgs;
+use crate::cli::{ProjectArgs, DEV_READ_KEY, DEV_WRITE_KEY};
 
 /// The projects served: from `--projects-file` when given, else the one project of the flags.
 pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
@@ -33,7 +33,7 @@ pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
             })?
         }
         None => {
-            if args.write_key == "dev-write-key" || args.read_key == "dev-read-key" {
+            if args.write_key == DEV_WRITE_KEY || args.read_key == DEV_READ_KEY {
                 warn!("using the development keys; set --write-key and --read-key before exposing Scribble");
             }
             Projects {
@@ -94,29 +94,73 @@ impl Shutdown {
     }
 }
 
-/// Binds `addr`, with an error that names the flag to change.
-pub async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} for the {what}; pick another with {flag}")
-    })
+/// The HTTP services a process can run.
+#[derive(Debug, Clone, Copy)]
+pub enum Service {
+    Collector,
+    QueryApi,
 }
 
-/// Connects to ClickHouse and applies pending migrations (idempotent).
-pub async fn clickhouse(url: &str, database: &str) -> anyhow::Result<Arc<ClickHouseStore>> {
+impl Service {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Collector => "collector",
+            Self::QueryApi => "query API",
+        }
+    }
+
+    /// The flag that sets the service's address.
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Collector => "--collector-addr",
+            Self::QueryApi => "--api-addr",
+        }
+    }
+}
+
+/// Binds `addr` for `service` (with an error that names the flag to change), then prints
+/// `scribble <service> listening on http://ADDR` on stdout (logs go to stderr), the line scripts
+/// and tests wait for. Returns the listener and the address it got (port 0 picks a free one).
+pub async fn listen(
+    service: Service,
+    addr: SocketAddr,
+) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} for the {}; pick another with {}",
+            service.name(),
+            service.flag()
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    println!("scribble {} listening on http://{bound}", service.name());
+    Ok((listener, bound))
+}
+
+/// Connects to ClickHouse at `address` (its HTTP interface) and applies pending migrations;
+/// returns the store and the versions this call applied (empty when the schema was current).
+pub async fn migrated_clickhouse(
+    address: &str,
+    database: &str,
+) -> anyhow::Result<(ClickHouseStore, Vec<u32>)> {
     let config = ClickHouseConfig {
-        url: url.to_owned(),
+        url: format!("http://{address}"),
         database: database.to_owned(),
     };
     let store = ClickHouseStore::connect(&config)
         .await
-        .with_context(|| format!("cannot reach ClickHouse at {url}; check --store"))?;
+        .with_context(|| format!("cannot reach ClickHouse at {}; check --store", config.url))?;
     let applied = store
         .migrate()
         .await
         .context("cannot apply the ClickHouse migrations")?;
-    if !applied.is_empty() {
-        info!(?applied, database, "ClickHouse migrations applied");
-    }
+    Ok((store, applied))
+}
+
+/// [`migrated_clickhouse`] for a process that serves or writes: the store logs each migration it
+/// applies.
+pub async fn clickhouse(address: &str, database: &str) -> anyhow::Result<Arc<ClickHouseStore>> {
+    let (store, _applied) = migrated_clickhouse(address, database).await?;
     Ok(Arc::new(store))
 }
 

@@ -6,7 +6,7 @@ use scribble_worker::WorkerConfig;
 use tracing::info;
 
 use crate::cli::{ApiArgs, CollectorArgs, MigrateArgs, WorkerArgs};
-use crate::processes::{self, bind, Shutdown};
+use crate::processes::{self, listen, Service, Shutdown};
 use crate::serve::{spawn_api, spawn_collector};
 use crate::targets::{BusTarget, StoreTarget};
 
@@ -21,7 +21,7 @@ fn kafka(bus: &BusTarget) -> anyhow::Result<(&str, &str)> {
 
 fn clickhouse(store: &StoreTarget) -> anyhow::Result<(&str, &str)> {
     match store {
-        StoreTarget::ClickHouse { url, database } => Ok((url, database)),
+        StoreTarget::ClickHouse { address, database } => Ok((address, database)),
         StoreTarget::Embedded => {
             bail!("this command runs over ClickHouse: pass --store clickhouse://HOST:PORT/DATABASE")
         }
@@ -30,14 +30,15 @@ fn clickhouse(store: &StoreTarget) -> anyhow::Result<(&str, &str)> {
 
 pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
     let (brokers, topic) = kafka(&args.bus.bus)?;
+    if args.partitions < 1 {
+        bail!("--partitions must be at least 1");
+    }
     let projects = processes::projects(&args.projects)?;
     processes::runtime()?.block_on(async {
         let sink = processes::kafka_sink(brokers, topic, args.partitions).await?;
-        let listener = bind(args.collector_addr, "collector", "--collector-addr").await?;
-        let address = listener.local_addr()?;
+        let (listener, _) = listen(Service::Collector, args.collector.collector_addr).await?;
         let shutdown = Shutdown::new();
         let collector = spawn_collector(listener, projects, sink, &shutdown);
-        println!("scribble collector listening on http://{address}");
         shutdown.on_signal().await?;
         collector.await??;
         Ok(())
@@ -46,12 +47,12 @@ pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
 
 pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let (brokers, topic) = kafka(&args.bus.bus)?;
-    let (url, database) = clickhouse(&args.store.store)?;
+    let (address, database) = clickhouse(&args.store.store)?;
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     processes::runtime()?.block_on(async {
-        let store = processes::clickhouse(url, database).await?;
+        let store = processes::clickhouse(address, database).await?;
         let shutdown = Shutdown::new();
         let config = WorkerConfig {
             batch_size: args.batch_size,
@@ -81,15 +82,13 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 }
 
 pub fn api(args: ApiArgs) -> anyhow::Result<()> {
-    let (url, database) = clickhouse(&args.store.store)?;
+    let (address, database) = clickhouse(&args.store.store)?;
     let projects = processes::projects(&args.projects)?;
     processes::runtime()?.block_on(async {
-        let store = processes::clickhouse(url, database).await?;
-        let listener = bind(args.api_addr, "query API", "--api-addr").await?;
-        let address = listener.local_addr()?;
+        let store = processes::clickhouse(address, database).await?;
+        let (listener, _) = listen(Service::QueryApi, args.api.api_addr).await?;
         let shutdown = Shutdown::new();
         let api = spawn_api(listener, projects, store, &shutdown);
-        println!("scribble query API listening on http://{address}");
         shutdown.on_signal().await?;
         api.await??;
         Ok(())
@@ -97,14 +96,9 @@ pub fn api(args: ApiArgs) -> anyhow::Result<()> {
 }
 
 pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let (url, database) = clickhouse(&args.store.store)?;
+    let (address, database) = clickhouse(&args.store.store)?;
     processes::runtime()?.block_on(async {
-        let config = scribble_store::ClickHouseConfig {
-            url: url.to_owned(),
-            database: database.to_owned(),
-        };
-        let store = scribble_store::ClickHouseStore::connect(&config).await?;
-        let applied = store.migrate().await?;
+        let (_, applied) = processes::migrated_clickhouse(address, database).await?;
         match applied.as_slice() {
             [] => println!("{database} is up to date"),
             versions => println!("{database}: applied migrations {versions:?}"),

@@ -3,6 +3,8 @@
 //! `--store clickhouse://...` the same three run over Kafka and ClickHouse. With `--demo`, the
 //! generated data set is sent to the bus first.
 
+use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::cli::ServeArgs;
-use crate::processes::{self, bind, Shutdown};
+use crate::processes::{self, listen, Service, Shutdown};
 use crate::targets::{BusTarget, StoreTarget};
 
 /// Events per bus append while loading the demo set.
@@ -30,54 +32,39 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     processes::runtime()?.block_on(serve(args))
 }
 
+/// What the collector writes to, what the query API reads from, and the worker between them.
+type Pipeline = (Arc<dyn EventSink>, Arc<dyn JourneyStore>, JoinHandle<()>);
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let projects = processes::projects(&args.projects)?;
     let shutdown = Shutdown::new();
-    let (sink, store, worker): (Arc<dyn EventSink>, Arc<dyn JourneyStore>, JoinHandle<()>) =
-        match (&args.bus.bus, &args.store.store) {
-            (BusTarget::Embedded, StoreTarget::Embedded) => {
-                std::fs::create_dir_all(&args.data_dir)
-                    .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-                let queue = Arc::new(
-                    EmbeddedQueue::open(&args.data_dir.join("queue.db")).context("cannot open the embedded queue")?,
-                );
-                let store_path = args.data_dir.join("store.db");
-                let store = Arc::new(
-                    tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_path))
-                        .await?
-                        .context("cannot open the embedded store")?,
-                );
-                let worker = tokio::spawn(scribble_worker::run(
-                    queue.clone(),
-                    store.clone(),
-                    WorkerConfig::default(),
-                    shutdown.signal(),
-                ));
-                (queue, Arc::new(store), worker)
-            }
-            (BusTarget::Kafka { brokers, topic }, StoreTarget::ClickHouse { url, database }) => {
-                let store = processes::clickhouse(url, database).await?;
-                let sink = processes::kafka_sink(brokers, topic, SERVE_PARTITIONS).await?;
-                let worker = processes::spawn_kafka_worker(
-                    brokers,
-                    topic,
-                    &args.group.group,
-                    store.clone(),
-                    WorkerConfig::default(),
-                    shutdown.signal(),
-                )
-                .await?;
-                (sink, store, worker)
-            }
-            (bus, store) => bail!(
-                "--bus {bus} with --store {store} is not a supported pair: use both embedded, or kafka:// with clickhouse://"
-            ),
-        };
+    let (sink, store, worker): Pipeline = match (&args.bus.bus, &args.store.store) {
+        (BusTarget::Embedded, StoreTarget::Embedded) => {
+            embedded(&args.data_dir, shutdown.signal()).await?
+        }
+        (BusTarget::Kafka { brokers, topic }, StoreTarget::ClickHouse { address, database }) => {
+            let store = processes::clickhouse(address, database).await?;
+            let sink = processes::kafka_sink(brokers, topic, SERVE_PARTITIONS).await?;
+            let worker = processes::spawn_kafka_worker(
+                brokers,
+                topic,
+                &args.group.group,
+                store.clone(),
+                WorkerConfig::default(),
+                shutdown.signal(),
+            )
+            .await?;
+            (sink, store, worker)
+        }
+        (bus, store) => bail!(
+            "--bus {bus} with --store {store} is not a supported pair: \
+             use both embedded, or kafka:// with clickhouse://"
+        ),
+    };
 
-    let collector_listener = bind(args.collector_addr, "collector", "--collector-addr").await?;
-    let api_listener = bind(args.api_addr, "query API", "--api-addr").await?;
-    let collector_addr = collector_listener.local_addr()?;
-    let api_addr = api_listener.local_addr()?;
+    let (collector_listener, collector_addr) =
+        listen(Service::Collector, args.collector.collector_addr).await?;
+    let (api_listener, api_addr) = listen(Service::QueryApi, args.api.api_addr).await?;
     let demo_project = projects.projects[0].name.clone();
     let read_key = projects.projects[0].read_keys[0].clone();
     let collector = spawn_collector(
@@ -87,10 +74,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &shutdown,
     );
     let api = spawn_api(api_listener, projects, store, &shutdown);
-
-    // Printed on stdout (logs go to stderr) so scripts and tests can wait for it.
-    println!("scribble collector listening on http://{collector_addr}");
-    println!("scribble query API listening on http://{api_addr}");
     info!(%collector_addr, %api_addr, bus = %args.bus.bus, store = %args.store.store, "scribble serving");
 
     if args.demo {
@@ -105,6 +88,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     api.await??;
     worker.await?;
     Ok(())
+}
+
+/// Opens the embedded queue and store in `data_dir` (created if missing) and starts the worker
+/// between them.
+async fn embedded(
+    data_dir: &Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Pipeline> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let queue = Arc::new(
+        EmbeddedQueue::open(&data_dir.join("queue.db"))
+            .context("cannot open the embedded queue")?,
+    );
+    let store_path = data_dir.join("store.db");
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || EmbeddedStore::open(&store_path))
+            .await?
+            .context("cannot open the embedded store")?,
+    );
+    let worker = tokio::spawn(scribble_worker::run(
+        queue.clone(),
+        store.clone(),
+        WorkerConfig::default(),
+        shutdown,
+    ));
+    // `JourneyStore` is implemented for `Arc<EmbeddedStore>`, hence the Arc around it.
+    Ok((queue, Arc::new(store), worker))
 }
 
 /// Serves the collector on `listener` until shutdown.

@@ -1,4 +1,5 @@
-//! Where the bus and the store are: parsed from `--bus` and `--store` once, at start.
+//! Where the bus and the store are: parsed from `--bus` and `--store` once, at start, and
+//! displayed the way they are written, so messages quote them back in the user's own form.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,8 +18,8 @@ pub enum BusTarget {
 pub enum StoreTarget {
     /// The embedded store in the data directory.
     Embedded,
-    /// ClickHouse over HTTP: base URL and database.
-    ClickHouse { url: String, database: String },
+    /// ClickHouse over HTTP: `host:port` of its HTTP interface, and the database.
+    ClickHouse { address: String, database: String },
 }
 
 impl FromStr for BusTarget {
@@ -35,13 +36,7 @@ impl FromStr for BusTarget {
         let (brokers, topic) = rest
             .split_once('/')
             .ok_or_else(|| format!("no topic in {text:?}; {usage}"))?;
-        let valid_brokers = !brokers.is_empty()
-            && brokers.split(',').all(|broker| {
-                broker
-                    .rsplit_once(':')
-                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-            });
-        if !valid_brokers {
+        if !brokers.split(',').all(is_host_port) {
             return Err(format!(
                 "brokers in {text:?} must be HOST:PORT, comma-separated; {usage}"
             ));
@@ -77,26 +72,31 @@ impl FromStr for StoreTarget {
         let (address, database) = rest
             .split_once('/')
             .ok_or_else(|| format!("no database in {text:?}; {usage}"))?;
-        if address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
+        if !is_host_port(address) {
             return Err(format!("address in {text:?} must be HOST:PORT; {usage}"));
         }
+        // The rule ClickHouseStore::connect applies, checked here so a typo fails at start.
         if database.is_empty()
+            || database.starts_with(|c: char| c.is_ascii_digit())
             || !database
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(format!(
-                "database in {text:?} must be letters, digits or _; {usage}"
+                "database in {text:?} must be letters, digits or _, not starting with a digit; {usage}"
             ));
         }
         Ok(Self::ClickHouse {
-            url: format!("http://{address}"),
+            address: address.to_owned(),
             database: database.to_owned(),
         })
     }
+}
+
+/// Whether `text` is `HOST:PORT` with a non-empty host and a port number.
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 impl fmt::Display for BusTarget {
@@ -112,7 +112,9 @@ impl fmt::Display for StoreTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Embedded => f.write_str("embedded"),
-            Self::ClickHouse { url, database } => write!(f, "{url}/{database}"),
+            Self::ClickHouse { address, database } => {
+                write!(f, "clickhouse://{address}/{database}")
+            }
         }
     }
 }
@@ -148,7 +150,7 @@ mod tests {
         assert_eq!(
             "clickhouse://127.0.0.1:8123/scribble".parse(),
             Ok(StoreTarget::ClickHouse {
-                url: "http://127.0.0.1:8123".into(),
+                address: "127.0.0.1:8123".into(),
                 database: "scribble".into()
             })
         );
@@ -156,6 +158,7 @@ mod tests {
             "clickhouse://host/db",
             "clickhouse://host:8123/",
             "clickhouse://host:8123/my-db",
+            "clickhouse://host:8123/1db",
             "postgres://x:1/y",
         ] {
             let error = bad.parse::<StoreTarget>().unwrap_err();
@@ -163,6 +166,16 @@ mod tests {
                 error.contains("clickhouse://HOST:PORT/DATABASE"),
                 "{bad}: {error}"
             );
+        }
+    }
+
+    #[test]
+    fn targets_display_as_they_are_written() {
+        for text in ["embedded", "kafka://k1:9092,k2:9092/scribble-events"] {
+            assert_eq!(text.parse::<BusTarget>().unwrap().to_string(), text);
+        }
+        for text in ["embedded", "clickhouse://127.0.0.1:8123/scribble"] {
+            assert_eq!(text.parse::<StoreTarget>().unwrap().to_string(), text);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `scribble` command line against a running `scribble serve`: `import` of CSV and NDJSON
 //! exports (good rows land in reports, bad rows are reported by row number and field), the report
-//! commands (`paths`, `metrics`, `journey`) and their error on a bad key, and `--help`.
+//! commands (`paths`, `metrics`, `journey`) and their error on a bad key, `--help`, and the
+//! messages for mistakes a user can make on the command line or with a server that is not there.
 
 mod common;
 
@@ -9,16 +10,18 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use common::{Server, READ_KEY, WRITE_KEY};
+use common::{timeline, Server, READ_KEY, WRITE_KEY};
 
-/// Runs the `scribble` binary with `args`; never reads keys or URLs from the environment.
+/// Runs the `scribble` binary with `args`; never reads settings from the environment.
 fn scribble(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scribble"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scribble"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SCRIBBLE_") {
+            command.env_remove(name);
+        }
+    }
+    command
         .args(args)
-        .env_remove("SCRIBBLE_READ_KEY")
-        .env_remove("SCRIBBLE_WRITE_KEY")
-        .env_remove("SCRIBBLE_API_URL")
-        .env_remove("SCRIBBLE_COLLECTOR_URL")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run the scribble binary")
@@ -51,14 +54,29 @@ fn import(server: &Server, file: &Path) -> String {
     ]))
 }
 
-/// The touchpoint names of a journey answer, in timeline order.
-fn timeline(journey: &Value) -> Vec<&str> {
-    journey["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["touchpoint"].as_str().unwrap())
-        .collect()
+/// Runs `scribble ARGS`, asserts that it failed, and returns what it said on stderr.
+fn failure(args: &[&str]) -> String {
+    let output = scribble(args);
+    assert!(
+        !output.status.success(),
+        "{args:?} succeeded:\n{}",
+        stdout(&output)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The summary line of an import about line `line` of the file.
+fn rejection(out: &str, line: usize) -> &str {
+    let prefix = format!("line {line}:");
+    out.lines()
+        .find(|text| text.trim_start().starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line about line {line}:\n{out}"))
+}
+
+/// `host:port` on loopback where nothing listens.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
 }
 
 #[test]
@@ -84,10 +102,7 @@ fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
 
     let out = import(&server, &file);
     assert!(out.contains("imported 7 events, rejected 1"), "{out}");
-    let bad_row = out
-        .lines()
-        .find(|line| line.trim_start().starts_with("line 5:"))
-        .unwrap_or_else(|| panic!("no line about line 5:\n{out}"));
+    let bad_row = rejection(&out, 5);
     assert!(bad_row.contains("timestamp"), "{bad_row}");
     assert_eq!(
         out.lines()
@@ -105,7 +120,7 @@ fn csv_import_sends_good_rows_and_names_the_bad_row_and_field() {
     assert_eq!(journey["identities"], json!(["u:carl", "a:cookie-c"]));
     assert_eq!(journey["traits"], json!({"persona": "researcher"}));
     assert_eq!(
-        timeline(&journey),
+        timeline(&journey, "touchpoint"),
         ["ad_click", "site_visit", "email_open", "purchase"]
     );
     assert_eq!(journey["timeline"][0]["channel"], "ads");
@@ -137,10 +152,7 @@ fn ndjson_import_reports_a_line_of_invalid_json_as_a_rejected_row() {
 
     let out = import(&server, &file);
     assert!(out.contains("imported 4 events, rejected 1"), "{out}");
-    let bad_row = out
-        .lines()
-        .find(|line| line.trim_start().starts_with("line 4:"))
-        .unwrap_or_else(|| panic!("no line about line 4:\n{out}"));
+    let bad_row = rejection(&out, 4);
     assert!(bad_row.contains("not JSON"), "{bad_row}");
 
     server.wait_until("/v1/touchpoints", |body| body["events"] == 3);
@@ -148,7 +160,7 @@ fn ndjson_import_reports_a_line_of_invalid_json_as_a_rejected_row() {
         body["customer_id"] == "u:nina"
     });
     assert_eq!(
-        timeline(&journey),
+        timeline(&journey, "touchpoint"),
         ["chat_started", "form_submit", "purchase"]
     );
     assert_eq!(journey["traits"], json!({"persona": "buyer"}));
@@ -260,6 +272,13 @@ fn help_describes_serve_and_its_flags() {
     for command in ["serve", "import", "paths", "metrics", "journey"] {
         assert!(top.contains(command), "{command} in {top}");
     }
+    for command in ["demo", "collector", "worker", "api", "migrate"] {
+        assert!(
+            top.lines()
+                .any(|line| line.trim_start().starts_with(&format!("{command} "))),
+            "{command} listed in {top}"
+        );
+    }
     let serve = success(scribble(&["serve", "--help"]));
     for flag in ["--demo", "--data-dir", "--collector-addr", "--api-addr"] {
         assert!(serve.contains(flag), "{flag} in {serve}");
@@ -313,21 +332,92 @@ fn projects_file_serves_several_projects_apart_and_bad_files_are_refused() {
             .to_string(),
     )
     .unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_scribble"))
-        .args([
-            "serve",
-            "--collector-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--projects-file",
-        ])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = failure(&[
+        "serve",
+        "--collector-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--projects-file",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
     assert!(stderr.contains("projects[0].read_keys[0]"), "{stderr}");
+}
+
+#[test]
+fn command_line_mistakes_are_refused_with_what_to_change() {
+    let kafka = "kafka://127.0.0.1:9092/events";
+    let clickhouse = "clickhouse://127.0.0.1:8123/scribble";
+    let cases: [(&[&str], &str); 11] = [
+        (&["collector"], "pass --bus kafka://"),
+        (&["worker", "--store", clickhouse], "pass --bus kafka://"),
+        (&["worker", "--bus", kafka], "pass --store clickhouse://"),
+        (&["api"], "pass --store clickhouse://"),
+        (&["migrate"], "pass --store clickhouse://"),
+        (&["serve", "--bus", kafka], "not a supported pair"),
+        (&["serve", "--bus", "kafka://127.0.0.1/events"], "HOST:PORT"),
+        (
+            &["migrate", "--store", "clickhouse://127.0.0.1:8123/1db"],
+            "not starting with a digit",
+        ),
+        (
+            &[
+                "worker",
+                "--bus",
+                kafka,
+                "--store",
+                clickhouse,
+                "--batch-size",
+                "0",
+            ],
+            "--batch-size must be at least 1",
+        ),
+        (
+            &["collector", "--bus", kafka, "--partitions", "0"],
+            "--partitions must be at least 1",
+        ),
+        (
+            &["paths", "--where", "campaign"],
+            "write filters as NAME=VALUE",
+        ),
+    ];
+    for (args, expected) in cases {
+        let stderr = failure(args);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn import_checks_its_batch_size_before_reading_the_file() {
+    for batch in ["0", "10001"] {
+        let stderr = failure(&["import", "no-such-export.ndjson", "--batch", batch]);
+        assert!(
+            stderr.contains("--batch must be from 1 to 10000"),
+            "--batch {batch}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn servers_that_are_not_there_are_named_with_the_flag_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.ndjson");
+    std::fs::write(
+        &file,
+        r#"{"touchpoint": "site_visit", "anonymous_id": "c1"}"#,
+    )
+    .unwrap();
+    let nowhere = format!("http://{}", closed_port());
+    let stderr = failure(&["import", file.to_str().unwrap(), "--collector", &nowhere]);
+    assert!(stderr.contains("cannot reach the collector"), "{stderr}");
+    let stderr = failure(&["metrics", "--api", &nowhere]);
+    assert!(stderr.contains("cannot reach the query API"), "{stderr}");
+    let store = format!("clickhouse://{}/scribble", closed_port());
+    let stderr = failure(&["migrate", "--store", &store]);
+    assert!(
+        stderr.contains("cannot reach ClickHouse") && stderr.contains("--store"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use common::scenario::{late_identify, touchpoints};
-use common::Server;
+use common::{timeline, Server};
 
 /// Edges of a graph answer as "from -> to" => distinct customers.
 fn edges(graph: &Value) -> BTreeMap<String, u64> {
@@ -84,14 +84,8 @@ fn scenario_comes_out_as_the_hand_computed_journeys_and_graphs() {
     assert_eq!(journey["traits"], json!({"persona": "researcher"}));
     assert_eq!(journey["touchpoints"], 5);
     assert_eq!(journey["sessions"], 3);
-    let names: Vec<&str> = journey["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| step["touchpoint"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        timeline(&journey, "touchpoint"),
         [
             "ad_click",
             "site_visit",

@@ -3,17 +3,13 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::Server;
-
-/// Per landed batch: the anonymous customer it was about and its acknowledged event ids.
-type Acknowledged = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+use common::{batch, Acknowledged, Server};
 
 #[test]
 fn acknowledged_events_survive_kill_9_and_restart() {
@@ -21,26 +17,31 @@ fn acknowledged_events_survive_kill_9_and_restart() {
     let server = Server::start(&data_dir);
     let collector = server.collector.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged: Acknowledged = Arc::default();
+    let acknowledged: Arc<Mutex<Acknowledged>> = Arc::default();
     let senders: Vec<_> = (0..4)
         .map(|sender| {
-            let (collector, stop, acknowledged) = (collector.clone(), stop.clone(), acknowledged.clone());
+            let (collector, stop, acknowledged) =
+                (collector.clone(), stop.clone(), acknowledged.clone());
             std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-                for batch in 0.. {
+                let http = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                for round in 0.. {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let customer = format!("load-{sender}-{batch}");
-                    let ids: Vec<String> = (0..100).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-                    let events: Vec<Value> = ids
-                        .iter()
-                        .enumerate()
-                        .map(|(i, id)| json!({"event_id": id, "touchpoint": if i % 2 == 0 { "site_visit" } else { "email_open" }, "anonymous_id": customer}))
-                        .collect();
-                    let reply = http.post(format!("{collector}/v1/events")).bearer_auth(common::WRITE_KEY).json(&events).send();
+                    let customer = format!("load-{sender}-{round}");
+                    let (ids, events) = batch(&customer, 100);
+                    let reply = http
+                        .post(format!("{collector}/v1/events"))
+                        .bearer_auth(common::WRITE_KEY)
+                        .json(&events)
+                        .send();
                     match reply {
-                        Ok(response) if response.status().is_success() => acknowledged.lock().unwrap().push((customer, ids)),
+                        Ok(response) if response.status().is_success() => {
+                            acknowledged.lock().unwrap().push((customer, ids))
+                        }
                         _ => return, // the server is gone: this batch was never acknowledged
                     }
                 }
@@ -65,23 +66,7 @@ fn acknowledged_events_survive_kill_9_and_restart() {
     restarted.wait_until("/v1/touchpoints", |body| {
         body["events"].as_u64().unwrap_or(0) >= total
     });
-    for (customer, ids) in &acknowledged {
-        let (status, journey) = restarted.get(&format!("/v1/customers/a:{customer}/journey"));
-        assert_eq!(status, 200, "{customer} lost after kill -9");
-        let stored: HashSet<&str> = journey["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|step| step["event_id"].as_str().unwrap())
-            .collect();
-        for id in ids {
-            assert!(
-                stored.contains(id.as_str()),
-                "acknowledged event {id} of {customer} lost after kill -9"
-            );
-        }
-        assert_eq!(stored.len(), 100, "{customer}: every event once");
-    }
+    restarted.assert_each_acknowledged_event_once(&acknowledged);
 }
 
 #[test]

@@ -8,16 +8,12 @@ mod common;
 #[path = "../crates/bus/tests/common/tansu.rs"]
 mod tansu;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::scale_out::{batch, Stack, JOIN_PATIENCE};
-use common::Server;
-
-/// Per acknowledged batch: its customer and its event ids.
-type Acknowledged = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+use common::scale_out::{Stack, JOIN_PATIENCE};
+use common::{batch, Acknowledged, Server};
 
 #[test]
 fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_once() {
@@ -25,7 +21,7 @@ fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_onc
     let stack = Stack::with_brokers(&broker.brokers);
     let server = Server::start_scale_out(&stack);
     let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged: Acknowledged = Arc::default();
+    let acknowledged: Arc<Mutex<Acknowledged>> = Arc::default();
     let refused = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = (0..2)
         .map(|sender| {
@@ -93,26 +89,5 @@ fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_onc
     server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
         body["events"].as_u64().unwrap_or(0) >= total
     });
-    for (customer, ids) in &acknowledged {
-        let (status, journey) = server.get(&format!("/v1/customers/a:{customer}/journey"));
-        assert_eq!(status, 200, "{customer}: {journey}");
-        let stored: Vec<&str> = journey["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|step| step["event_id"].as_str().unwrap())
-            .collect();
-        let distinct: HashSet<&str> = stored.iter().copied().collect();
-        assert_eq!(
-            stored.len(),
-            distinct.len(),
-            "{customer}: no event counted twice"
-        );
-        for id in ids {
-            assert!(
-                distinct.contains(id.as_str()),
-                "acknowledged event {id} of {customer} never arrived"
-            );
-        }
-    }
+    server.assert_each_acknowledged_event_once(&acknowledged);
 }

@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::scale_out::{batch, required_env, Stack, JOIN_PATIENCE};
-use common::Server;
+use common::scale_out::{required_env, Stack, JOIN_PATIENCE};
+use common::{batch, Server};
 
 #[test]
 fn clickhouse_stopped_and_started_again_the_worker_catches_up() {

@@ -13,16 +13,15 @@ use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 
-use common::scale_out::{batch, Stack};
-use common::{start_worker, Server};
+use common::scale_out::{Stack, JOIN_PATIENCE};
+use common::{batch, start_worker, Server};
 
 #[test]
 fn worker_killed_mid_load_and_restarted_loses_nothing_and_counts_nothing_twice() {
     let broker = MockCluster::new(1).expect("start librdkafka's mock cluster");
     let stack = Stack::with_brokers(&broker.bootstrap_servers());
-    let topic = stack.bus.rsplit('/').next().expect("topic");
     broker
-        .create_topic(topic, 3, 1)
+        .create_topic(&stack.topic, 3, 1)
         .expect("create the topic on the mock cluster");
     let mut server = Server::start_scale_out_without_worker(&stack);
     let mut worker = start_worker(&stack);
@@ -75,7 +74,7 @@ fn worker_killed_mid_load_and_restarted_loses_nothing_and_counts_nothing_twice()
         "the load should have landed batches before the kill"
     );
     // The killed worker's session must expire (10 s) before its partitions move.
-    let answer = server.wait_up_to(Duration::from_secs(60), "/v1/touchpoints", |body| {
+    let answer = server.wait_up_to(JOIN_PATIENCE, "/v1/touchpoints", |body| {
         body["events"].as_u64() == Some(total)
     });
     assert_eq!(answer["customers"], 21);

@@ -6,12 +6,13 @@
 pub mod scale_out;
 pub mod scenario;
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use scale_out::Stack;
 
@@ -218,6 +219,33 @@ impl Server {
         }
     }
 
+    /// Asserts that each customer of `acknowledged` has exactly the events of its batch in its
+    /// journey: none lost, none counted twice, none extra.
+    pub fn assert_each_acknowledged_event_once(&self, acknowledged: &Acknowledged) {
+        for (customer, ids) in acknowledged {
+            let (status, journey) = self.get(&format!("/v1/customers/a:{customer}/journey"));
+            assert_eq!(status, 200, "{customer}: {journey}");
+            let stored = timeline(&journey, "event_id");
+            let distinct: HashSet<&str> = stored.iter().copied().collect();
+            assert_eq!(
+                stored.len(),
+                distinct.len(),
+                "{customer}: an event counted twice"
+            );
+            for id in ids {
+                assert!(
+                    distinct.contains(id.as_str()),
+                    "acknowledged event {id} of {customer} lost"
+                );
+            }
+            assert_eq!(
+                distinct.len(),
+                ids.len(),
+                "{customer}: events it was never sent"
+            );
+        }
+    }
+
     /// SIGTERM to the first process, then waits for it to exit (at most 10 s) and returns its
     /// status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
@@ -256,6 +284,32 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// Each acknowledged batch: the one anonymous customer it was about and its event ids.
+pub type Acknowledged = Vec<(String, Vec<String>)>;
+
+/// `field` of every step of a journey answer, in timeline order.
+pub fn timeline<'a>(journey: &'a Value, field: &str) -> Vec<&'a str> {
+    journey["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|step| step[field].as_str().expect("a string field"))
+        .collect()
+}
+
+/// `size` events of one anonymous customer with fresh ids, as a request body, and their ids.
+pub fn batch(customer: &str, size: usize) -> (Vec<String>, Value) {
+    let ids: Vec<String> = (0..size)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let events = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| json!({"event_id": id, "touchpoint": if i % 2 == 0 { "site_visit" } else { "email_open" }, "anonymous_id": customer}))
+        .collect();
+    (ids, Value::Array(events))
 }
 
 /// A fresh data directory under the system temp dir.

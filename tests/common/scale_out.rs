@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use serde_json::{json, Value};
+use scribble_bus::DeadLetters;
 
 /// How long a test waits for a new worker's first events to show: a fresh consumer group forms
 /// in about 3 s; a worker taking over a killed member's partitions waits out its 10 s session.
@@ -24,6 +24,8 @@ pub fn required_env(name: &str) -> String {
 pub struct Stack {
     pub clickhouse: String,
     pub database: String,
+    pub brokers: String,
+    pub topic: String,
     /// `kafka://BROKERS/TOPIC`, for `--bus`.
     pub bus: String,
     /// `clickhouse://HOST:PORT/DATABASE`, for `--store`.
@@ -44,7 +46,7 @@ impl Stack {
         let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("scribble_test_{suffix}");
-        let bus = format!("kafka://{brokers}/scribble-test-{suffix}");
+        let topic = format!("scribble-test-{suffix}");
         let store = format!(
             "clickhouse://{}/{database}",
             clickhouse.trim_start_matches("http://")
@@ -52,7 +54,9 @@ impl Stack {
         Self {
             clickhouse,
             database,
-            bus,
+            bus: format!("kafka://{brokers}/{topic}"),
+            brokers: brokers.to_owned(),
+            topic,
             store,
             group: format!("scribble-test-{suffix}"),
         }
@@ -66,11 +70,8 @@ impl Drop for Stack {
             .post(&self.clickhouse)
             .body(format!("DROP DATABASE IF EXISTS {}", self.database))
             .send();
-        let Some((brokers, topic)) = self.bus.trim_start_matches("kafka://").split_once('/') else {
-            return;
-        };
         let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+            .set("bootstrap.servers", &self.brokers)
             .create::<AdminClient<DefaultClientContext>>()
         else {
             return;
@@ -81,23 +82,10 @@ impl Drop for Stack {
         else {
             return;
         };
-        let dead_letters = format!("{topic}.dead-letters");
+        let dead_letters = DeadLetters::topic_for(&self.topic);
         let options = AdminOptions::new()
             .operation_timeout(Some(Duration::from_secs(5)))
             .request_timeout(Some(Duration::from_secs(5)));
-        let _ = runtime.block_on(admin.delete_topics(&[topic, dead_letters.as_str()], &options));
+        let _ = runtime.block_on(admin.delete_topics(&[&self.topic, &dead_letters], &options));
     }
-}
-
-/// `size` events of one anonymous customer with fresh ids, as a request body, and their ids.
-pub fn batch(customer: &str, size: usize) -> (Vec<String>, Value) {
-    let ids: Vec<String> = (0..size)
-        .map(|_| uuid::Uuid::new_v4().to_string())
-        .collect();
-    let events = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| json!({"event_id": id, "touchpoint": if i % 2 == 0 { "site_visit" } else { "email_open" }, "anonymous_id": customer}))
-        .collect();
-    (ids, Value::Array(events))
 }

@@ -76,12 +76,7 @@ impl FromStr for StoreTarget {
             return Err(format!("address in {text:?} must be HOST:PORT; {usage}"));
         }
         // The rule ClickHouseStore::connect applies, checked here so a typo fails at start.
-        if database.is_empty()
-            || database.starts_with(|c: char| c.is_ascii_digit())
-            || !database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if !scribble_store::is_plain_identifier(database) {
             return Err(format!(
                 "database in {text:?} must be letters, digits or _, not starting with a digit; {usage}"
             ));

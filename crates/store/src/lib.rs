@@ -12,7 +12,7 @@ use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{positional_graph, state_graph, GraphView, PathGraph, PathOptions};
 use scribble_domain::stitch::{CustomerView, JourneyFilter};
 
-pub use crate::clickhouse::{ClickHouseConfig, ClickHouseStore};
+pub use crate::clickhouse::{is_plain_identifier, ClickHouseConfig, ClickHouseStore};
 pub use embedded::{ApplyOutcome, EmbeddedStore};
 
 /// Everything that can go wrong in the store.

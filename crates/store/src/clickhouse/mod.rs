@@ -363,8 +363,10 @@ impl JourneyStore for ClickHouseStore {
     }
 }
 
-/// Whether `name` can stand in SQL unquoted as a database name.
-fn is_plain_identifier(name: &str) -> bool {
+/// Whether `name` can stand in SQL unquoted as a database name: ASCII letters, digits and `_`,
+/// not starting with a digit. [`ClickHouseStore::connect`] refuses other names; callers may ask
+/// first to fail earlier.
+pub fn is_plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

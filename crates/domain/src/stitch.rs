@@ -50,6 +50,25 @@ pub struct JourneyFilter {
     pub traits: Vec<(String, String)>,
 }
 
+/// What a breakdown splits customers by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dimension {
+    /// The customer's merged trait (the value of its latest identify), as text.
+    Trait(String),
+    /// The property on the customer's first selected touchpoint that carries it, as text.
+    Property(String),
+}
+
+/// The segment of customers without a value for the breakdown's trait or property.
+pub const NO_VALUE: &str = "(none)";
+
+/// The segment merging the smallest values when there are more than [`MAX_SEGMENTS`].
+pub const OTHER_VALUES: &str = "(other)";
+
+/// Most segments a breakdown returns, [`OTHER_VALUES`] included: a breakdown by a property
+/// with thousands of values (a URL) would otherwise be thousands of reports.
+pub const MAX_SEGMENTS: usize = 20;
+
 /// One customer as the journey endpoint shows it: owned, so it can leave the book.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CustomerView {
@@ -233,6 +252,12 @@ impl JourneyBook {
     /// time, ties by touchpoint name, then channel name, then event id (so that a store sorting
     /// by time and label agrees). The returned set carries a copy of the symbol table.
     pub fn journeys(&self, filter: &JourneyFilter) -> JourneySet {
+        self.journeys_and_roots(filter).0
+    }
+
+    /// [`Self::journeys`], with the identity-set root of each journey's customer, in journey
+    /// order.
+    fn journeys_and_roots(&self, filter: &JourneyFilter) -> (JourneySet, Vec<u32>) {
         let property_filter: Option<Vec<(Sym, Sym)>> = filter
             .properties
             .iter()
@@ -240,11 +265,12 @@ impl JourneyBook {
             .collect();
         let Some(property_filter) = property_filter else {
             // A filter on a name never seen matches nothing.
-            return JourneySet {
+            let empty = JourneySet {
                 journeys: Vec::new(),
                 symbols: self.symbols.clone(),
                 properties: Vec::new(),
             };
+            return (empty, Vec::new());
         };
         let allowed_roots: Option<HashSet<u32>> = (!filter.traits.is_empty()).then(|| {
             self.traits_by_root(|_| true)
@@ -285,16 +311,17 @@ impl JourneyBook {
             });
         }
         let names = self.customer_names();
-        let mut named: Vec<(&IdentityKey, Vec<Step>)> = by_root
+        let mut named: Vec<(&IdentityKey, u32, Vec<Step>)> = by_root
             .into_iter()
-            .map(|(root, steps)| (names[&root], steps))
+            .map(|(root, steps)| (names[&root], root, steps))
             .collect();
         named.sort_unstable_by(|a, b| a.0.naming_order().cmp(&b.0.naming_order()));
+        let roots = named.iter().map(|&(_, root, _)| root).collect();
         let mut properties = Vec::new();
         let journeys = named
             .into_iter()
             .enumerate()
-            .map(|(customer, (_, mut steps))| {
+            .map(|(customer, (_, _, mut steps))| {
                 steps.sort_unstable_by(|a, b| {
                     a.at_ms.cmp(&b.at_ms).then_with(|| {
                         let name = |sym| self.symbols.name(sym);
@@ -318,11 +345,49 @@ impl JourneyBook {
                 }
             })
             .collect();
-        JourneySet {
+        let set = JourneySet {
             journeys,
             symbols: self.symbols.clone(),
             properties,
-        }
+        };
+        (set, roots)
+    }
+
+    /// The journeys `filter` selects, split by `dimension` into `(value, journeys)` segments.
+    /// Values are text as filters compare them (numbers as written, booleans as `true`/`false`);
+    /// a trait that is not a scalar, or a customer without the trait or without a selected
+    /// touchpoint carrying the property, goes to [`NO_VALUE`]. Segments are sorted by customers,
+    /// most first, ties by value in byte order. Beyond [`MAX_SEGMENTS`], the largest
+    /// `MAX_SEGMENTS - 1` are kept and the rest merged into a last [`OTHER_VALUES`] segment.
+    /// Within a segment, journeys keep their order and customer numbers count from 0 again.
+    pub fn segments(
+        &self,
+        filter: &JourneyFilter,
+        dimension: &Dimension,
+    ) -> Vec<(String, JourneySet)> {
+        let (set, roots) = self.journeys_and_roots(filter);
+        let values: Vec<Option<String>> = match dimension {
+            Dimension::Trait(key) => {
+                let wanted: HashSet<u32> = roots.iter().copied().collect();
+                let traits = self.traits_by_root(|root| wanted.contains(&root));
+                roots
+                    .iter()
+                    .map(|root| traits.get(root)?.get(key).and_then(scalar_text))
+                    .collect()
+            }
+            Dimension::Property(key) => set
+                .journeys
+                .iter()
+                .map(|journey| {
+                    journey
+                        .steps
+                        .iter()
+                        .find_map(|step| set.property(step, key))
+                        .map(str::to_owned)
+                })
+                .collect(),
+        };
+        split_by_value(set, values)
     }
 
     /// Name of every identity-set root: its smallest user id, else its smallest anonymous id.
@@ -386,6 +451,64 @@ impl JourneyBook {
             touches,
         })
     }
+}
+
+/// Splits `set` by each journey's value (`values[i]` belongs to `set.journeys[i]`), as
+/// [`JourneyBook::segments`] describes.
+fn split_by_value(set: JourneySet, values: Vec<Option<String>>) -> Vec<(String, JourneySet)> {
+    debug_assert_eq!(set.journeys.len(), values.len(), "one value per journey");
+    let labels: Vec<String> = values
+        .into_iter()
+        .map(|value| value.unwrap_or_else(|| NO_VALUE.to_owned()))
+        .collect();
+    let mut sizes: HashMap<&str, usize> = HashMap::new();
+    for label in &labels {
+        *sizes.entry(label.as_str()).or_default() += 1;
+    }
+    let mut order: Vec<(&str, usize)> = sizes.into_iter().collect();
+    order.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    if order.len() > MAX_SEGMENTS {
+        order.truncate(MAX_SEGMENTS - 1);
+        order.push((OTHER_VALUES, 0));
+    }
+    let index_of: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(index, &(label, _))| (label, index))
+        .collect();
+    let other = index_of.get(OTHER_VALUES).copied();
+    let mut segments: Vec<(String, JourneySet)> = order
+        .iter()
+        .map(|&(label, _)| {
+            let empty = JourneySet {
+                journeys: Vec::new(),
+                symbols: set.symbols.clone(),
+                properties: Vec::new(),
+            };
+            (label.to_owned(), empty)
+        })
+        .collect();
+    let with_properties = !set.properties.is_empty();
+    for (mut journey, label) in set.journeys.into_iter().zip(&labels) {
+        let index = index_of
+            .get(label.as_str())
+            .copied()
+            .or(other)
+            .expect("every value has a segment, or (other) takes it");
+        let segment = &mut segments[index].1;
+        journey.customer = segment.journeys.len() as u32;
+        if with_properties {
+            // Renumber into the segment's own property list, as the book does for a set.
+            for step in &mut journey.steps {
+                let index = std::mem::replace(&mut step.touch, segment.properties.len() as u32);
+                segment
+                    .properties
+                    .push(set.properties[index as usize].clone());
+            }
+        }
+        segment.journeys.push(journey);
+    }
+    segments
 }
 
 #[cfg(test)]
@@ -607,6 +730,147 @@ mod tests {
                 .collect();
             assert_eq!(timeline, (1..=5).map(Uuid::from_u128).collect::<Vec<_>>());
         }
+    }
+
+    /// `(value, [(customer number, touchpoints)])` per segment.
+    fn segment_sequences(segments: &[(String, JourneySet)]) -> Vec<(&str, Vec<(u32, Vec<&str>)>)> {
+        segments
+            .iter()
+            .map(|(value, set)| {
+                let journeys = set
+                    .journeys
+                    .iter()
+                    .map(|journey| {
+                        let names = journey
+                            .steps
+                            .iter()
+                            .map(|step| set.symbols.name(step.touchpoint))
+                            .collect();
+                        (journey.customer, names)
+                    })
+                    .collect();
+                (value.as_str(), journeys)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trait_segments_use_the_merged_trait_and_put_customers_without_it_in_none() {
+        let mut book = JourneyBook::new();
+        for event in scenario() {
+            book.add(&event);
+        }
+        // Bob gets a numeric trait (text "3") and a later identify changing his persona.
+        book.add(&event(9, json!({"type": "identify", "timestamp": "2026-11-09T00:00:00Z", "user_id": "bob", "traits": {"persona": "buyer", "visits": 3}})));
+        book.add(&event(10, json!({"type": "identify", "timestamp": "2026-11-10T00:00:00Z", "user_id": "bob", "traits": {"persona": "analyst"}})));
+        let by_persona = book.segments(
+            &JourneyFilter::default(),
+            &Dimension::Trait("persona".into()),
+        );
+        assert_eq!(
+            segment_sequences(&by_persona),
+            vec![
+                // Ties (one customer each) go by value in byte order: '(' sorts before letters.
+                ("(none)", vec![(0, vec!["site_visit"])]),
+                ("analyst", vec![(0, vec!["site_visit"])]),
+                (
+                    "buyer",
+                    vec![(0, vec!["ad_click", "site_visit", "email_open", "purchase"])]
+                ),
+            ]
+        );
+        let by_visits = book.segments(
+            &JourneyFilter::default(),
+            &Dimension::Trait("visits".into()),
+        );
+        let sizes: Vec<(&str, usize)> = by_visits
+            .iter()
+            .map(|(value, set)| (value.as_str(), set.journeys.len()))
+            .collect();
+        assert_eq!(sizes, [("(none)", 2), ("3", 1)]);
+        // The segments partition exactly the journeys the filter selects.
+        let buyers = JourneyFilter {
+            traits: vec![("persona".into(), "buyer".into())],
+            ..Default::default()
+        };
+        let segments = book.segments(&buyers, &Dimension::Trait("persona".into()));
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].0, "buyer");
+        assert_eq!(
+            segments[0].1.event_count(),
+            book.journeys(&buyers).event_count()
+        );
+    }
+
+    #[test]
+    fn property_segments_take_the_first_selected_touchpoint_carrying_the_property() {
+        let mut book = JourneyBook::new();
+        for event in scenario() {
+            book.add(&event);
+        }
+        // Bob: a spring email click, then a fall one. Ann's first step with a campaign is fall.
+        book.add(&event(9, json!({"timestamp": "2026-11-08T13:00:00Z", "touchpoint": "email_click", "user_id": "bob", "properties": {"campaign": "spring", "n": 1}})));
+        book.add(&event(10, json!({"timestamp": "2026-11-09T13:00:00Z", "touchpoint": "email_click", "user_id": "bob", "properties": {"campaign": "fall", "n": 2}})));
+        book.add(&event(11, json!({"timestamp": "2026-11-03T19:00:00Z", "touchpoint": "email_click", "user_id": "ann", "properties": {"campaign": "fall", "n": 3}})));
+        let campaign = Dimension::Property("campaign".into());
+        let all = book.segments(&JourneyFilter::default(), &campaign);
+        let sizes: Vec<(&str, usize)> = all
+            .iter()
+            .map(|(value, set)| (value.as_str(), set.journeys.len()))
+            .collect();
+        assert_eq!(sizes, [("(none)", 1), ("fall", 1), ("spring", 1)]);
+        // From 11-09 on, Bob's first selected touchpoint with a campaign is the fall click.
+        let late = JourneyFilter {
+            from_ms: Some(crate::event::parse_time("2026-11-09T00:00:00Z").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(
+            segment_sequences(&book.segments(&late, &campaign)),
+            vec![("fall", vec![(0, vec!["email_click"])])]
+        );
+        // Each segment's steps read their own properties after renumbering.
+        let fall = &all.iter().find(|(value, _)| value == "fall").unwrap().1;
+        let ann = &fall.journeys[0];
+        let n: Vec<Option<&str>> = ann
+            .steps
+            .iter()
+            .map(|step| fall.property(step, "n"))
+            .collect();
+        assert_eq!(
+            n,
+            [None, None, None, Some("3"), None],
+            "ad, visit, email, click, purchase"
+        );
+        let spring = &all.iter().find(|(value, _)| value == "spring").unwrap().1;
+        let bob: Vec<Option<&str>> = spring.journeys[0]
+            .steps
+            .iter()
+            .map(|step| spring.property(step, "n"))
+            .collect();
+        assert_eq!(bob, [None, Some("1"), Some("2")]);
+    }
+
+    #[test]
+    fn beyond_the_segment_limit_the_smallest_values_are_merged_into_other() {
+        // Value k has k + 1 customers, for 0..25: 25 values, more than MAX_SEGMENTS.
+        let values: Vec<Option<String>> = (0..25usize)
+            .flat_map(|k| std::iter::repeat_n(Some(format!("v{k:02}")), k + 1))
+            .collect();
+        let set = JourneySet::from_sequences(values.iter().map(|_| vec![("site_visit", "web", 0)]));
+        let segments = split_by_value(set, values);
+        assert_eq!(segments.len(), MAX_SEGMENTS);
+        let sizes: Vec<(&str, usize)> = segments
+            .iter()
+            .map(|(value, set)| (value.as_str(), set.journeys.len()))
+            .collect();
+        assert_eq!(sizes[0], ("v24", 25));
+        assert_eq!(sizes[18], ("v06", 7));
+        // v00..v05: 1 + 2 + .. + 6 customers.
+        assert_eq!(sizes[19], (OTHER_VALUES, 21));
+        let total: usize = sizes.iter().map(|(_, size)| size).sum();
+        assert_eq!(total, (1..=25).sum::<usize>());
+        let numbers: Vec<u32> = segments[19].1.journeys.iter().map(|j| j.customer).collect();
+        assert_eq!(numbers, (0..21).collect::<Vec<u32>>());
     }
 
     proptest! {

@@ -4,6 +4,7 @@
 //! demo data generator. No IO: callers pass in clocks, ids and seeds, and get plain values back.
 
 pub mod attribution;
+pub mod compare;
 pub mod demo;
 pub mod event;
 pub mod funnel;

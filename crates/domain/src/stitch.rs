@@ -733,7 +733,9 @@ mod tests {
     }
 
     /// `(value, [(customer number, touchpoints)])` per segment.
-    fn segment_sequences(segments: &[(String, JourneySet)]) -> Vec<(&str, Vec<(u32, Vec<&str>)>)> {
+    type Segmented<'a> = Vec<(&'a str, Vec<(u32, Vec<&'a str>)>)>;
+
+    fn segment_sequences(segments: &[(String, JourneySet)]) -> Segmented<'_> {
         segments
             .iter()
             .map(|(value, set)| {

@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use rusqlite::{params, Connection};
 use scribble_domain::event::{Event, IdentityKey};
 use scribble_domain::journey::JourneySet;
-use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
+use scribble_domain::stitch::{CustomerView, Dimension, JourneyBook, JourneyFilter};
 use tracing::info;
 
 use crate::{JourneyStore, StoreError};
@@ -176,6 +176,20 @@ impl JourneyStore for Arc<EmbeddedStore> {
             })
             .await?,
         )
+    }
+
+    async fn segments(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        dimension: &Dimension,
+    ) -> Result<Vec<(String, JourneySet)>, StoreError> {
+        let (store, project) = (self.clone(), project.to_owned());
+        let (filter, dimension) = (filter.clone(), dimension.clone());
+        Ok(tokio::task::spawn_blocking(move || {
+            store.read(&project, |book| book.segments(&filter, &dimension))
+        })
+        .await?)
     }
 
     async fn customer(

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use scribble_domain::event::IdentityKey;
 use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{positional_graph, state_graph, GraphView, PathGraph, PathOptions};
-use scribble_domain::stitch::{CustomerView, JourneyFilter};
+use scribble_domain::stitch::{CustomerView, Dimension, JourneyFilter};
 
 pub use crate::clickhouse::{is_plain_identifier, ClickHouseConfig, ClickHouseStore};
 pub use embedded::{ApplyOutcome, EmbeddedStore};
@@ -43,6 +43,15 @@ pub trait JourneyStore: Send + Sync {
         project: &str,
         filter: &JourneyFilter,
     ) -> Result<JourneySet, StoreError>;
+
+    /// The journeys of `project` that pass `filter`, split into segments by `dimension`, as
+    /// [`JourneyBook::segments`](scribble_domain::stitch::JourneyBook::segments) defines them.
+    async fn segments(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        dimension: &Dimension,
+    ) -> Result<Vec<(String, JourneySet)>, StoreError>;
 
     /// The path graph of the journeys `filter` selects. By default drawn from
     /// [`journeys`](Self::journeys); a store may count it where the data lives, as long as the

@@ -341,6 +341,18 @@ impl JourneyStore for ClickHouseStore {
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.journeys(&filter))).await?
     }
 
+    async fn segments(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        dimension: &scribble_domain::stitch::Dimension,
+    ) -> Result<Vec<(String, JourneySet)>, StoreError> {
+        let rows = self.rows(project, filter.from_ms, filter.to_ms).await?;
+        let (filter, dimension) = (filter.clone(), dimension.clone());
+        tokio::task::spawn_blocking(move || Ok(book_of(rows)?.segments(&filter, &dimension)))
+            .await?
+    }
+
     async fn path_graph(
         &self,
         project: &str,

@@ -4,6 +4,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use scribble_domain::attribution::AttributionError;
+use scribble_domain::funnel::{FunnelError, MAX_FUNNEL_STEPS};
+use scribble_domain::leads::LeadError;
 use scribble_store::StoreError;
 use serde_json::json;
 
@@ -46,6 +49,89 @@ impl ApiError {
             Self::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// Funnel options the domain refuses, named by the query parameter to change.
+impl From<FunnelError> for ApiError {
+    fn from(error: FunnelError) -> Self {
+        match error {
+            FunnelError::StepCount(count) => Self::invalid(
+                "steps",
+                format!("a funnel has 1 to {MAX_FUNNEL_STEPS} steps, not {count}"),
+            ),
+            FunnelError::EmptyTouchpoint(index) => {
+                Self::invalid("steps", format!("step {} names no touchpoint", index + 1))
+            }
+            FunnelError::RepeatedStep { index, first } => Self::invalid(
+                "steps",
+                format!(
+                    "step {} repeats step {}; an any-order funnel counts each step once",
+                    index + 1,
+                    first + 1
+                ),
+            ),
+            FunnelError::NegativeWindow(_) => Self::invalid("window", "must be 0 or more"),
+            FunnelError::StepWindowCount { given, steps } => Self::invalid(
+                "step_windows",
+                format!(
+                    "give one entry per step ({steps}), the first empty, e.g. ,7d,30d; got {given}"
+                ),
+            ),
+            FunnelError::FirstStepWindow => Self::invalid(
+                "step_windows",
+                "the first entry must be empty: the first step has no step before it",
+            ),
+            FunnelError::NegativeStepWindow { index, .. } => Self::invalid(
+                "step_windows",
+                format!("entry {} must be 0 or more", index + 1),
+            ),
+            FunnelError::StepWindowsInAnyOrder => Self::invalid(
+                "step_windows",
+                "an order=any funnel has no step before another; leave step_windows out and use \
+                 window",
+            ),
+            FunnelError::NoNextSteps => Self::invalid("next_steps", "must be at least 1"),
+        }
+    }
+}
+
+/// Attribution options the domain refuses, named by the query parameter to change.
+impl From<AttributionError> for ApiError {
+    fn from(error: AttributionError) -> Self {
+        match error {
+            AttributionError::HalfLifeDays(days) => Self::invalid(
+                "half_life_days",
+                format!("must be a number of days above 0, not {days}"),
+            ),
+            AttributionError::PositionWeights(first, middle, last) => Self::invalid(
+                "position_weights",
+                format!(
+                    "first, middle and last must each be at least 0 and sum to 1, e.g. \
+                     0.4,0.2,0.4; got {first},{middle},{last}"
+                ),
+            ),
+        }
+    }
+}
+
+/// Lead options the domain refuses, named by the query parameter to change.
+impl From<LeadError> for ApiError {
+    fn from(error: LeadError) -> Self {
+        match error {
+            LeadError::NoLeadTouchpoints => Self::invalid(
+                "leads",
+                "list at least one touchpoint that makes a customer a lead",
+            ),
+            LeadError::GoalIsLead(goal) => Self::invalid(
+                "goal",
+                format!("{goal} is also in leads; a lead cannot be its own conversion"),
+            ),
+            LeadError::WithinDays(days) => Self::invalid(
+                "within_days",
+                format!("must be a number of days above 0, not {days}"),
+            ),
         }
     }
 }

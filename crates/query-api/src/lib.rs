@@ -6,4 +6,4 @@ pub mod error;
 pub mod params;
 mod routes;
 
-pub use routes::{router, serve, ApiConfig};
+pub use routes::{route_paths, router, serve, ApiConfig};

@@ -1,6 +1,15 @@
 //! Report parameters: decoded from the query string into plain values, with an error naming the
 //! parameter for anything unknown or malformed (a typo must not silently widen a report). The read
-//! key is not among them: the routes' auth takes `key` out first.
+//! key is not among them: the routes' auth takes `key` out first. The analyst reports' parameters
+//! are in [`reports`].
+
+mod reports;
+
+pub use reports::{
+    attribution_query, drop_off_query, funnel_query, influence_query, leads_query,
+    sales_cycle_query, top_paths_query, BreakdownBy, DropOffOptions, ReportQuery, Split,
+    TableFormat,
+};
 
 use scribble_domain::event::parse_time;
 use scribble_domain::paths::{Breakdown, GraphView, PathOptions};
@@ -59,6 +68,22 @@ impl Pairs {
                     range.end()
                 ),
             )),
+        }
+    }
+
+    /// A number `accept` approves of; `expectation` completes "must be ..." otherwise.
+    fn take_float(
+        &mut self,
+        name: &str,
+        accept: impl Fn(f64) -> bool,
+        expectation: &str,
+    ) -> Result<Option<f64>, ApiError> {
+        let Some(text) = self.take(name) else {
+            return Ok(None);
+        };
+        match text.trim().parse::<f64>() {
+            Ok(number) if number.is_finite() && accept(number) => Ok(Some(number)),
+            _ => Err(ApiError::invalid(name, format!("must be {expectation}"))),
         }
     }
 

@@ -1,5 +1,10 @@
 //! Routes of the query API. Each handler authenticates the read key, decodes its parameters,
-//! computes the report on a blocking thread (reports scan every journey) and renders it.
+//! computes the report on a blocking thread (reports scan every journey) and renders it. The
+//! analyst reports are in [`reports`], with what they share in [`answer`]; [`routes`] lists every
+//! route, and `openapi.json` (at the crate root) describes each of them.
+
+mod answer;
+mod reports;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -10,7 +15,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
@@ -51,16 +56,47 @@ struct AppState {
     store: Arc<dyn JourneyStore>,
 }
 
+/// Every route of the query API with its handler, all GET. The router is built from this list,
+/// and a test checks that `openapi.json` describes each path in it.
+fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/healthz", get(|| async { "ok" })),
+        ("/openapi.json", get(openapi)),
+        ("/v1/paths", get(paths)),
+        ("/v1/metrics", get(metrics)),
+        ("/v1/touchpoints", get(touchpoints)),
+        ("/v1/customers/{id}/journey", get(journey)),
+        ("/v1/funnel", get(reports::funnel_report)),
+        ("/v1/drop-off", get(reports::drop_off_report)),
+        ("/v1/top-paths", get(reports::top_paths_report)),
+        ("/v1/influence", get(reports::influence_report)),
+        ("/v1/attribution", get(reports::attribution_report)),
+        ("/v1/sales-cycle", get(reports::sales_cycle_report)),
+        ("/v1/leads", get(reports::leads_report)),
+    ]
+}
+
+/// The path of every route the query API serves, as written in `openapi.json`.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(path, _)| path).collect()
+}
+
 /// The query API's routes over `store`.
 pub fn router(config: Arc<ApiConfig>, store: Arc<dyn JourneyStore>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/paths", get(paths))
-        .route("/v1/metrics", get(metrics))
-        .route("/v1/touchpoints", get(touchpoints))
-        .route("/v1/customers/{id}/journey", get(journey))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
         .layer(CorsLayer::permissive())
         .with_state(AppState { config, store })
+}
+
+/// The OpenAPI 3.0 description of every route, written by hand next to the code it describes.
+const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

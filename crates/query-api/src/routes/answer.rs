@@ -1,0 +1,240 @@
+//! What every analyst report shares once its parameters are decoded: reading the journeys the
+//! query selects (all of them, per segment of a breakdown, or the two sides of a comparison),
+//! computing the report on a blocking thread, and rendering the answer as JSON or CSV.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use scribble_domain::compare::difference;
+use scribble_domain::event::format_time;
+use scribble_domain::journey::JourneySet;
+use scribble_domain::render::to_csv;
+use scribble_domain::stitch::JourneyFilter;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::{compute, AppState};
+use crate::error::ApiError;
+use crate::params::{ReportQuery, Split, TableFormat};
+
+/// A report the analyst endpoints serve.
+pub(super) trait Table: Serialize + Send + 'static {
+    /// The report as CSV, header row first.
+    fn csv(&self) -> String;
+
+    /// The report as JSON.
+    fn json(&self) -> Value {
+        serde_json::to_value(self).expect("reports serialize to JSON")
+    }
+}
+
+/// Computes one report from a journey set and the report's options.
+pub(super) type Compute<O, R> = fn(&JourneySet, &O) -> Result<R, ApiError>;
+
+/// Answers `query` over `project`'s journeys with `report`:
+/// - whole: the report, as JSON or its CSV;
+/// - breakdown: `{"breakdown_by", "segments": [{"value", "customers", "report"}]}`, or the
+///   reports' CSV rows after a leading `segment` column;
+/// - comparison: `{"a": {"filter", "report"}, "b": {..}, "difference"}` (see
+///   [`difference`]), or both reports' CSV rows after a leading `side` column (`a`, `b`).
+pub(super) async fn answer<O, R>(
+    state: &AppState,
+    project: &str,
+    query: ReportQuery<O>,
+    report: Compute<O, R>,
+) -> Result<Response, ApiError>
+where
+    O: Send + 'static,
+    R: Table,
+{
+    let ReportQuery {
+        options,
+        filter,
+        format,
+        split,
+    } = query;
+    match split {
+        Split::Whole => {
+            let set = state.store.journeys(project, &filter).await?;
+            let answer = compute(move || report(&set, &options)).await??;
+            Ok(match format {
+                TableFormat::Json => Json(answer.json()).into_response(),
+                TableFormat::Csv => csv_response(answer.csv()),
+            })
+        }
+        Split::Breakdown(breakdown) => {
+            let segments = state
+                .store
+                .segments(project, &filter, &breakdown.dimension)
+                .await?;
+            let body = compute(move || -> Result<Body, ApiError> {
+                let reports = segments
+                    .iter()
+                    .map(|(value, set)| {
+                        Ok((value.as_str(), set.journeys.len(), report(set, &options)?))
+                    })
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                if format == TableFormat::Csv {
+                    // Without segments there are no rows, but the header is still the report's.
+                    let header = report(&JourneySet::default(), &options)?.csv();
+                    let parts = reports
+                        .iter()
+                        .map(|(value, _, report)| (*value, report.csv()));
+                    return Ok(Body::Csv(prefixed_csv("segment", &header, parts)?));
+                }
+                let segments: Vec<Value> = reports
+                    .iter()
+                    .map(|(value, customers, report)| {
+                        json!({"value": value, "customers": customers, "report": report.json()})
+                    })
+                    .collect();
+                Ok(Body::Json(json!({
+                    "breakdown_by": breakdown.parameter,
+                    "segments": segments,
+                })))
+            })
+            .await??;
+            Ok(body.into_response())
+        }
+        Split::Compare(filter_b) => {
+            let (set_a, set_b) = tokio::try_join!(
+                state.store.journeys(project, &filter),
+                state.store.journeys(project, &filter_b),
+            )?;
+            let body = compute(move || -> Result<Body, ApiError> {
+                let (a, b) = (report(&set_a, &options)?, report(&set_b, &options)?);
+                if format == TableFormat::Csv {
+                    let header = a.csv();
+                    let parts = [("a", a.csv()), ("b", b.csv())];
+                    return Ok(Body::Csv(prefixed_csv("side", &header, parts)?));
+                }
+                let (a, b) = (a.json(), b.json());
+                Ok(Body::Json(json!({
+                    "difference": difference(&a, &b),
+                    "a": {"filter": filter_json(&filter), "report": a},
+                    "b": {"filter": filter_json(&filter_b), "report": b},
+                })))
+            })
+            .await??;
+            Ok(body.into_response())
+        }
+    }
+}
+
+/// An answer built on the blocking thread.
+enum Body {
+    Json(Value),
+    Csv(String),
+}
+
+impl IntoResponse for Body {
+    fn into_response(self) -> Response {
+        match self {
+            Body::Json(value) => Json(value).into_response(),
+            Body::Csv(text) => csv_response(text),
+        }
+    }
+}
+
+fn csv_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response()
+}
+
+/// One CSV of several reports: `header`'s columns after a leading `column`, then each part's rows
+/// after its value in that column.
+fn prefixed_csv<'a>(
+    column: &str,
+    header: &str,
+    parts: impl IntoIterator<Item = (&'a str, String)>,
+) -> Result<String, ApiError> {
+    let unreadable = |error: csv::Error| ApiError::Internal(format!("report CSV: {error}"));
+    fn reader(text: &str) -> csv::Reader<&[u8]> {
+        csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(text.as_bytes())
+    }
+    let mut columns = vec![column.to_owned()];
+    let mut header = reader(header);
+    columns.extend(
+        header
+            .headers()
+            .map_err(unreadable)?
+            .iter()
+            .map(str::to_owned),
+    );
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (value, text) in parts {
+        for record in reader(&text).records() {
+            let record = record.map_err(unreadable)?;
+            let mut row = vec![value.to_owned()];
+            row.extend(record.iter().map(str::to_owned));
+            rows.push(row);
+        }
+    }
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    Ok(to_csv(&columns, rows))
+}
+
+/// A filter as the comparison shows it: times in RFC 3339, filters as objects (a key given
+/// twice shows its values as a list).
+fn filter_json(filter: &JourneyFilter) -> Value {
+    let pairs = |pairs: &[(String, String)]| {
+        let mut object = Map::new();
+        for (key, value) in pairs {
+            match object.get_mut(key) {
+                None => {
+                    object.insert(key.clone(), Value::from(value.as_str()));
+                }
+                Some(Value::Array(values)) => values.push(Value::from(value.as_str())),
+                Some(first) => *first = json!([first.clone(), value]),
+            }
+        }
+        Value::Object(object)
+    };
+    json!({
+        "from": filter.from_ms.map(format_time),
+        "to": filter.to_ms.map(format_time),
+        "properties": pairs(&filter.properties),
+        "traits": pairs(&filter.traits),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_csv_keeps_quoted_fields_whole_and_defuses_the_prefix() {
+        let header = "step,label\r\n";
+        let a = "step,label\r\n1,\"visit, \"\"pricing\"\"\r\nline two\"\r\n".to_owned();
+        let b = "step,label\r\n2,'=SUM(A1)\r\n".to_owned();
+        let csv = prefixed_csv("segment", header, [("=cmd", a), ("plain", b)]).unwrap();
+        assert_eq!(
+            csv,
+            "segment,step,label\r\n\
+             '=cmd,1,\"visit, \"\"pricing\"\"\r\nline two\"\r\n\
+             plain,2,'=SUM(A1)\r\n"
+        );
+    }
+
+    #[test]
+    fn filters_show_times_and_repeated_keys() {
+        let filter = JourneyFilter {
+            from_ms: Some(0),
+            to_ms: None,
+            properties: vec![
+                ("campaign".into(), "fall".into()),
+                ("campaign".into(), "spring".into()),
+            ],
+            traits: vec![("persona".into(), "researcher".into())],
+        };
+        assert_eq!(
+            filter_json(&filter),
+            json!({
+                "from": "1970-01-01T00:00:00.000Z", "to": null,
+                "properties": {"campaign": ["fall", "spring"]},
+                "traits": {"persona": "researcher"},
+            })
+        );
+    }
+}

@@ -553,3 +553,436 @@ fn names(name: &str, text: &str) -> Result<Vec<String>, ApiError> {
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use scribble_domain::event::parse_time;
+
+    use super::*;
+
+    fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
+        text.iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    /// The name of the parameter an invalid request is refused for.
+    fn refused<O: std::fmt::Debug>(result: Result<ReportQuery<O>, ApiError>) -> String {
+        match result {
+            Err(ApiError::InvalidParameter { name, .. }) => name,
+            other => panic!("not refused as an invalid parameter: {other:?}"),
+        }
+    }
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn funnel_steps_order_and_windows_decode() {
+        let query = funnel_query(pairs(&[
+            (
+                "steps",
+                "site_visit, form_submit[form=demo;plan = pro],purchase",
+            ),
+            ("order", "strict"),
+            ("window", "30d"),
+            ("step_windows", ",12h,"),
+        ]))
+        .unwrap();
+        let options = query.options;
+        assert_eq!(
+            options.steps,
+            vec![
+                FunnelStep::new("site_visit"),
+                FunnelStep::new("form_submit")
+                    .with_property("form", "demo")
+                    .with_property("plan", "pro"),
+                FunnelStep::new("purchase"),
+            ]
+        );
+        assert_eq!(options.order, FunnelOrder::Strict);
+        assert_eq!(options.window_ms, Some(30 * DAY_MS));
+        assert_eq!(
+            options.step_windows_ms,
+            vec![None, Some(12 * HOUR_MS), None]
+        );
+        assert_eq!(query.format, TableFormat::Json);
+        assert_eq!(query.split, Split::Whole);
+
+        let defaults = funnel_query(pairs(&[("steps", "a,b")])).unwrap().options;
+        assert_eq!(defaults.order, FunnelOrder::Ordered);
+        assert_eq!(defaults.window_ms, None);
+        assert!(defaults.step_windows_ms.is_empty());
+        let any = funnel_query(pairs(&[("steps", "a,b"), ("order", "any")])).unwrap();
+        assert_eq!(any.options.order, FunnelOrder::AnyOrder);
+    }
+
+    #[test]
+    fn durations_take_days_hours_minutes_seconds_or_bare_days() {
+        for (text, ms) in [
+            ("2", 2 * DAY_MS),
+            ("2d", 2 * DAY_MS),
+            ("12h", 12 * HOUR_MS),
+            ("90m", 90 * 60_000),
+            ("45s", 45_000),
+            ("0", 0),
+            ("3650d", 3650 * DAY_MS),
+        ] {
+            assert_eq!(duration_ms("window", text).unwrap(), ms, "{text}");
+        }
+        for text in [
+            "",
+            "d",
+            "1.5d",
+            "-1d",
+            "2w",
+            "3651d",
+            "87601h",
+            "30 days",
+            "99999999999999999999s",
+        ] {
+            assert!(duration_ms("window", text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_funnel_parameters_are_named() {
+        let twenty_one = vec!["a"; 21].join(",");
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (vec![], "steps"),
+            (vec![("steps", "")], "steps"),
+            (vec![("steps", "a,,b")], "steps"),
+            (vec![("steps", twenty_one.as_str())], "steps"),
+            (vec![("steps", "a[form=demo")], "steps"),
+            (vec![("steps", "a[form]")], "steps"),
+            (vec![("steps", "[form=demo]")], "steps"),
+            (vec![("steps", "a,b,a"), ("order", "any")], "steps"),
+            (vec![("steps", "a,b"), ("order", "sideways")], "order"),
+            (vec![("steps", "a,b"), ("window", "soon")], "window"),
+            (
+                vec![("steps", "a,b"), ("step_windows", "1d")],
+                "step_windows",
+            ),
+            (
+                vec![("steps", "a,b"), ("step_windows", "1d,2d")],
+                "step_windows",
+            ),
+            (
+                vec![("steps", "a,b"), ("step_windows", ",2x")],
+                "step_windows",
+            ),
+            (
+                vec![("steps", "a,b"), ("order", "any"), ("step_windows", ",2d")],
+                "step_windows",
+            ),
+            (vec![("steps", "a,b"), ("next_steps", "3")], "next_steps"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(refused(funnel_query(pairs(&input))), name, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn drop_off_takes_the_funnel_and_next_steps() {
+        let query = drop_off_query(pairs(&[("steps", "a,b"), ("next_steps", "10")])).unwrap();
+        assert_eq!(query.options.next_steps, 10);
+        assert_eq!(query.options.funnel.steps.len(), 2);
+        let default = drop_off_query(pairs(&[("steps", "a,b")])).unwrap();
+        assert_eq!(default.options.next_steps, 3);
+        for next in ["0", "11", "x"] {
+            let input = pairs(&[("steps", "a,b"), ("next_steps", next)]);
+            assert_eq!(refused(drop_off_query(input)), "next_steps", "{next}");
+        }
+        assert_eq!(refused(drop_off_query(pairs(&[]))), "steps");
+    }
+
+    #[test]
+    fn top_paths_parameters_decode_with_defaults_and_ranges() {
+        let query = top_paths_query(pairs(&[
+            ("goal", "purchase"),
+            ("up_to_goal", "true"),
+            ("collapse", ""),
+            ("steps", "0"),
+            ("limit", "1000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            query.options,
+            TopPathsOptions {
+                goal: Some("purchase".into()),
+                up_to_goal: true,
+                collapse_repeats: true,
+                max_steps: 0,
+                limit: 1000,
+            }
+        );
+        assert_eq!(
+            top_paths_query(vec![]).unwrap().options,
+            TopPathsOptions::default()
+        );
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("steps", "51")], "steps"),
+            (&[("limit", "0")], "limit"),
+            (&[("limit", "1001")], "limit"),
+            (&[("goal", " ")], "goal"),
+            (&[("up_to_goal", "true")], "up_to_goal"),
+            (&[("collapse", "maybe")], "collapse"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(refused(top_paths_query(pairs(input))), name, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn influence_thresholds_decode_and_are_range_checked() {
+        let query = influence_query(pairs(&[
+            ("goal", "signup"),
+            ("impact_reach", "0.9"),
+            ("influence_reach", "0"),
+            ("influence_lift", "2"),
+        ]))
+        .unwrap();
+        let options = query.options;
+        assert_eq!(options.goal, "signup");
+        assert_eq!(
+            (
+                options.impact_reach,
+                options.influence_reach,
+                options.influence_lift
+            ),
+            (0.9, 0.0, 2.0)
+        );
+        assert_eq!(
+            influence_query(vec![]).unwrap().options,
+            InfluenceOptions::new("purchase")
+        );
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("impact_reach", "1.1")], "impact_reach"),
+            (&[("influence_reach", "-0.1")], "influence_reach"),
+            (&[("influence_reach", "NaN")], "influence_reach"),
+            (&[("influence_lift", "lots")], "influence_lift"),
+            (&[("influence_lift", "inf")], "influence_lift"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(refused(influence_query(pairs(input))), name, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn attribution_parameters_decode_and_bad_ones_are_named() {
+        let query = attribution_query(pairs(&[
+            ("goal", "signup"),
+            ("by", "channel"),
+            ("half_life_days", "3.5"),
+            ("position_weights", "0.3, 0.4, 0.3"),
+            ("value_property", "value"),
+        ]))
+        .unwrap();
+        let options = query.options;
+        assert_eq!(options.goal, "signup");
+        assert_eq!(options.by, AttributeBy::Channel);
+        assert_eq!(options.half_life_days, 3.5);
+        assert_eq!(options.position_weights, (0.3, 0.4, 0.3));
+        assert_eq!(options.value_property.as_deref(), Some("value"));
+        assert_eq!(
+            attribution_query(vec![]).unwrap().options,
+            AttributionOptions::new("purchase")
+        );
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (&[("by", "campaign")], "by"),
+            (&[("half_life_days", "0")], "half_life_days"),
+            (&[("half_life_days", "3651")], "half_life_days"),
+            (&[("position_weights", "0.5,0.5")], "position_weights"),
+            (&[("position_weights", "0.5,0.5,0.5")], "position_weights"),
+            (&[("position_weights", "1.2,-0.2,0")], "position_weights"),
+            (&[("position_weights", "a,b,c")], "position_weights"),
+            (&[("value_property", "")], "value_property"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(refused(attribution_query(pairs(input))), name, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn sales_cycle_takes_a_goal_only() {
+        assert_eq!(sales_cycle_query(vec![]).unwrap().options, "purchase");
+        let query = sales_cycle_query(pairs(&[("goal", "signup")])).unwrap();
+        assert_eq!(query.options, "signup");
+        assert_eq!(refused(sales_cycle_query(pairs(&[("goal", "")]))), "goal");
+        assert_eq!(
+            refused(sales_cycle_query(pairs(&[("steps", "3")]))),
+            "steps"
+        );
+    }
+
+    #[test]
+    fn leads_parameters_decode_with_now_as_the_default_moment() {
+        let now_ms = 1_800_000_000_000;
+        let query = leads_query(
+            pairs(&[
+                ("leads", "form_submit, demo_request"),
+                ("goal", "signup"),
+                ("within_days", "14"),
+                ("as_of", "2026-12-01"),
+            ]),
+            now_ms,
+        )
+        .unwrap();
+        let options = query.options;
+        assert_eq!(options.lead_touchpoints, ["form_submit", "demo_request"]);
+        assert_eq!(options.goal, "signup");
+        assert_eq!(options.within_days, 14.0);
+        assert_eq!(Some(options.as_of_ms), parse_time("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            leads_query(vec![], now_ms).unwrap().options,
+            LeadOptions::new(now_ms)
+        );
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("leads", "")], "leads"),
+            (&[("leads", "form_submit,,chat")], "leads"),
+            (&[("goal", "form_submit")], "goal"),
+            (&[("within_days", "0")], "within_days"),
+            (&[("within_days", "-3")], "within_days"),
+            (&[("as_of", "next week")], "as_of"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(
+                refused(leads_query(pairs(input), now_ms)),
+                name,
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn format_is_json_or_csv() {
+        let csv = sales_cycle_query(pairs(&[("format", "csv")])).unwrap();
+        assert_eq!(csv.format, TableFormat::Csv);
+        let json = sales_cycle_query(pairs(&[("format", "json")])).unwrap();
+        assert_eq!(json.format, TableFormat::Json);
+        assert_eq!(
+            refused(sales_cycle_query(pairs(&[("format", "dot")]))),
+            "format"
+        );
+    }
+
+    #[test]
+    fn breakdowns_split_by_a_named_trait_or_property() {
+        let by_trait = sales_cycle_query(pairs(&[("breakdown_by", "trait.persona")])).unwrap();
+        assert_eq!(
+            by_trait.split,
+            Split::Breakdown(BreakdownBy {
+                parameter: "trait.persona".into(),
+                dimension: Dimension::Trait("persona".into()),
+            })
+        );
+        let by_property = sales_cycle_query(pairs(&[("breakdown_by", "prop.utm_source")])).unwrap();
+        assert_eq!(
+            by_property.split,
+            Split::Breakdown(BreakdownBy {
+                parameter: "prop.utm_source".into(),
+                dimension: Dimension::Property("utm_source".into()),
+            })
+        );
+        for bad in ["persona", "trait.", "prop.", "channel"] {
+            let input = pairs(&[("breakdown_by", bad)]);
+            assert_eq!(refused(sales_cycle_query(input)), "breakdown_by", "{bad}");
+        }
+        let both = pairs(&[
+            ("breakdown_by", "trait.persona"),
+            ("compare.trait.persona", "b"),
+        ]);
+        assert_eq!(refused(sales_cycle_query(both)), "compare");
+    }
+
+    fn side_b(input: &[(&str, &str)]) -> JourneyFilter {
+        match sales_cycle_query(pairs(input)).unwrap().split {
+            Split::Compare(b) => b,
+            other => panic!("not a comparison: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn previous_period_is_as_long_and_ends_where_a_starts() {
+        let b = side_b(&[
+            ("from", "2026-11-10"),
+            ("to", "2026-11-17"),
+            ("compare", "previous_period"),
+            ("prop.campaign", "fall"),
+        ]);
+        assert_eq!(b.from_ms, parse_time("2026-11-03T00:00:00Z"));
+        assert_eq!(b.to_ms, parse_time("2026-11-10T00:00:00Z"));
+        assert_eq!(b.properties, vec![("campaign".into(), "fall".into())]);
+        // With another segment too.
+        let b = side_b(&[
+            ("from", "2026-11-10T12:00:00Z"),
+            ("to", "2026-11-10T18:00:00Z"),
+            ("compare", "previous_period"),
+            ("compare.trait.persona", "bargain"),
+        ]);
+        assert_eq!(b.from_ms, parse_time("2026-11-10T06:00:00Z"));
+        assert_eq!(b.traits, vec![("persona".into(), "bargain".into())]);
+    }
+
+    #[test]
+    fn compare_parameters_replace_or_add_to_side_as_filter() {
+        let b = side_b(&[
+            ("from", "2026-11-01"),
+            ("prop.campaign", "fall"),
+            ("prop.utm_medium", "email"),
+            ("trait.persona", "researcher"),
+            ("compare.prop.campaign", "spring"),
+            ("compare.trait.country", "NL"),
+            ("compare.to", "2026-12-01"),
+        ]);
+        assert_eq!(b.from_ms, parse_time("2026-11-01T00:00:00Z"));
+        assert_eq!(b.to_ms, parse_time("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            b.properties,
+            vec![
+                ("utm_medium".into(), "email".into()),
+                ("campaign".into(), "spring".into())
+            ]
+        );
+        assert_eq!(
+            b.traits,
+            vec![
+                ("persona".into(), "researcher".into()),
+                ("country".into(), "NL".into())
+            ]
+        );
+        let b = side_b(&[("compare.from", "2026-10-01")]);
+        assert_eq!(b.from_ms, parse_time("2026-10-01T00:00:00Z"));
+        assert_eq!(b.to_ms, None);
+    }
+
+    #[test]
+    fn bad_comparisons_are_named() {
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (&[("compare", "last_year")], "compare"),
+            (&[("compare", "previous_period")], "compare"),
+            (
+                &[("compare", "previous_period"), ("from", "2026-11-01")],
+                "compare",
+            ),
+            (
+                &[
+                    ("compare", "previous_period"),
+                    ("from", "2026-11-01"),
+                    ("to", "2026-11-08"),
+                    ("compare.from", "2026-10-01"),
+                ],
+                "compare.from",
+            ),
+            (&[("compare.from", "yesterday")], "compare.from"),
+            (&[("compare.to", "2026-13-01")], "compare.to"),
+            (
+                &[("from", "2026-11-10"), ("compare.to", "2026-11-01")],
+                "compare.to",
+            ),
+            (&[("compare.goal", "signup")], "compare.goal"),
+        ];
+        for (input, name) in cases {
+            assert_eq!(refused(sales_cycle_query(pairs(input))), name, "{input:?}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! `eval "$(scripts/test-servers start DIR)"`). Each test works in a database of its own with a
 //! random name and drops it at the end, also when the test fails.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use scribble_domain::demo::{generate, DemoOptions};
@@ -232,9 +233,9 @@ async fn assert_same_answers(
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
     let database = TestDatabase::new().await;
-    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2]);
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3]);
     assert_eq!(database.store.migrate().await.unwrap(), Vec::<u32>::new());
-    assert_eq!(database.count("schema_migrations").await, 2);
+    assert_eq!(database.count("schema_migrations").await, 3);
     let tables: Vec<String> = database
         .client()
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
@@ -248,7 +249,9 @@ async fn migrations_apply_once_and_are_idempotent() {
             "events",
             "identity_links",
             "identity_overrides",
+            "journey_fragments",
             "schema_migrations",
+            "touchpoint_labels",
             "traits"
         ]
     );
@@ -301,14 +304,43 @@ async fn a_replayed_batch_changes_no_answer() {
     database.store.insert(&batch).await.unwrap();
     assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
 
-    // Duplicates share the sorting key, so a merge keeps one row of each event.
-    database
-        .client()
-        .query(&format!("OPTIMIZE TABLE {}.events FINAL", database.name))
-        .execute()
-        .await
-        .unwrap();
+    // Duplicates share the sorting key, so a merge keeps one row of each event; a replay wrote
+    // no fragment, so each visitor still has one.
+    for table in ["events", "journey_fragments"] {
+        database
+            .client()
+            .query(&format!("OPTIMIZE TABLE {}.{table} FINAL", database.name))
+            .execute()
+            .await
+            .unwrap();
+    }
     assert_eq!(database.count("events").await, shop.len() as u64);
+    let visitors: HashSet<String> = shop
+        .iter()
+        .filter(|event| matches!(event.body, Body::Touchpoint { .. }))
+        .map(|event| event.who.anonymous_id.clone().or(event.who.user_id.clone()).unwrap())
+        .collect();
+    assert_eq!(database.count("journey_fragments").await, visitors.len() as u64);
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+}
+
+#[tokio::test]
+async fn upgrading_fills_fragments_from_the_stored_events() {
+    let database = TestDatabase::migrated().await;
+    let shop = demo(300, 7);
+    let batch = pairs(SHOP, &shop);
+    let (_dir, embedded) = embedded(&batch);
+    database.store.insert(&batch).await.unwrap();
+    // Back to a database of schema version 2, as written before fragments existed.
+    for statement in [
+        "DROP TABLE {db}.journey_fragments",
+        "DROP TABLE {db}.touchpoint_labels",
+        "DROP TABLE {db}.schema_migrations",
+    ] {
+        let statement = statement.replace("{db}", &database.name);
+        database.client().query(&statement).execute().await.unwrap();
+    }
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3]);
     assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
 }
 

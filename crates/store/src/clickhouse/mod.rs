@@ -1,9 +1,10 @@
 //! The ClickHouse store, for the scale-out deployment: every accepted event is one row of the
 //! `events` table, written with RowBinary inserts over HTTP.
 //!
-//! Path graphs are computed in ClickHouse ([`paths`]): filtering, grouping per customer (through
-//! the identity overrides of [`identities`]) and counting edges all run in one query, and only
-//! the counted nodes and edges come back. A customer's timeline reads only that customer's rows.
+//! Each insert also keeps every visitor's touchpoints together as one sorted row ([`fragments`]).
+//! Path graphs are computed in ClickHouse ([`paths`]): filtering, grouping those rows per
+//! customer (through the identity overrides of [`identities`]) and counting edges all run in one
+//! query, and only the counted nodes and edges come back. A customer's timeline reads only that customer's rows.
 //! Other reports still load a project's rows into a fresh [`JourneyBook`], the same stitching
 //! code the embedded store runs, so both stores give the same answers for the same events.
 //!
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::{JourneyStore, StoreError};
 
+mod fragments;
 mod identities;
 mod paths;
 
@@ -117,7 +119,11 @@ const IDENTITIES_V2: &[&str] = &[
 /// database. Statements must be idempotent (`IF NOT EXISTS`), so that two processes migrating at
 /// once, or a migration interrupted before it was recorded, do no harm when run again. Append
 /// new versions; never edit an applied one.
-const MIGRATIONS: &[(u32, &[&str])] = &[(1, &[EVENTS_V1]), (2, IDENTITIES_V2)];
+const MIGRATIONS: &[(u32, &[&str])] = &[
+    (1, &[EVENTS_V1]),
+    (2, IDENTITIES_V2),
+    (3, fragments::FRAGMENTS_V3),
+];
 
 /// The store over a ClickHouse server. Cheap to share behind an `Arc`.
 pub struct ClickHouseStore {
@@ -211,7 +217,7 @@ impl ClickHouseStore {
         self.insert_rows("{db}.traits", &traits).await?;
         self.insert_rows("{db}.identity_links", &links).await?;
         self.resolve_identities(&links).await?;
-        Ok(())
+        self.extend_fragments(events).await
     }
 
     async fn insert_rows<R: ::clickhouse::RowOwned + ::clickhouse::RowWrite>(

@@ -38,6 +38,10 @@ struct LabelCodes {
     time_bits: u32,
     code_bits: u32,
     first_ms: i64,
+    /// `cityHash64` of each touchpoint and channel, in the same order: the codes journey
+    /// fragments store. Empty when the report reads raw events.
+    touchpoint_hashes: Vec<u64>,
+    channel_hashes: Vec<u64>,
 }
 
 impl LabelCodes {
@@ -58,6 +62,8 @@ impl LabelCodes {
             time_bits: bits_for(last_ms.abs_diff(first_ms)),
             code_bits: 0,
             first_ms,
+            touchpoint_hashes: Vec::new(),
+            channel_hashes: Vec::new(),
         };
         codes.code_bits = bits_for(codes.other());
         if codes.time_bits + codes.code_bits > 56 {
@@ -109,16 +115,34 @@ impl LabelCodes {
         }
     }
 
-    /// SQL for a touchpoint row's label number.
-    fn label_sql(&self) -> String {
+    /// SQL for the label number of a touchpoint row of the events table.
+    fn event_label_sql(&self) -> String {
         let touchpoint = format!("indexOf({}, touchpoint)", string_array(&self.touchpoints));
+        let channel = format!("indexOf({}, channel)", string_array(&self.channels));
+        self.combined_label_sql(&touchpoint, &channel)
+    }
+
+    /// SQL for the label number of a fragment's touchpoint whose name and channel codes are
+    /// `c` and `ch`.
+    fn fragment_label_sql(&self) -> String {
+        let rank = |hashes: &[u64]| {
+            let hashes: Vec<String> = hashes.iter().map(u64::to_string).collect();
+            let ranks: Vec<String> = (1..=hashes.len()).map(|rank| rank.to_string()).collect();
+            format!("[{}], [{}]", hashes.join(","), ranks.join(","))
+        };
+        let touchpoint = format!("transform(c, {}, 0)", rank(&self.touchpoint_hashes));
+        let channel = format!("transform(ch, {}, 0)", rank(&self.channel_hashes));
+        self.combined_label_sql(&touchpoint, &channel)
+    }
+
+    /// The label number from a touchpoint's number and, with a breakdown, its channel's.
+    fn combined_label_sql(&self, touchpoint: &str, channel: &str) -> String {
         if self.channels.is_empty() {
             format!("toUInt64({touchpoint})")
         } else {
             format!(
-                "toUInt64(({touchpoint} - 1) * {} + indexOf({}, channel))",
-                self.channels.len(),
-                string_array(&self.channels)
+                "toUInt64(({touchpoint} - 1) * {} + {channel})",
+                self.channels.len()
             )
         }
     }
@@ -174,8 +198,8 @@ impl ClickHouseStore {
         if options.max_steps == 0 {
             return Ok(empty);
         }
-        let where_sql = touch_filter_sql(project, filter);
-        let Some(codes) = self.label_codes(&where_sql, options.breakdown).await? else {
+        let source = Source::of(project, filter);
+        let Some(codes) = self.label_codes(&source, options.breakdown).await? else {
             return Ok(empty);
         };
         let anchor = |name: &Option<String>| match name {
@@ -185,7 +209,7 @@ impl ClickHouseStore {
         let (Some(start), Some(end)) = (anchor(&options.start), anchor(&options.end)) else {
             return Ok(empty);
         };
-        let paths_sql = self.paths_sql(project, filter, &where_sql, &codes, start, end, options);
+        let paths_sql = self.paths_sql(project, filter, &source, &codes, start, end, options);
         let rows = match view {
             GraphView::State => {
                 self.fetch_edges(&state_edges_sql(&paths_sql, &codes, options))
@@ -227,33 +251,100 @@ impl ClickHouseStore {
         Ok(self.client.query(sql).fetch_all::<EdgeRow>().await?)
     }
 
-    /// The labels and time span of the selected touchpoints; `None` when there are none.
+    /// The labels and time span of the touchpoints `source` reads; `None` when there are none.
     async fn label_codes(
         &self,
-        where_sql: &str,
+        source: &Source,
         breakdown: Breakdown,
     ) -> Result<Option<LabelCodes>, StoreError> {
+        let sql = match source {
+            Source::Events { where_sql } => format!(
+                "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(at_ms), \
+                 max(at_ms), count() FROM {{db}}.events WHERE {where_sql}"
+            ),
+            Source::Fragments {
+                project,
+                from_ms,
+                to_ms,
+            } => {
+                let mut sql = format!(
+                    "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(first_ms), \
+                     max(last_ms), count() FROM {{db}}.touchpoint_labels WHERE project = {}",
+                    string_literal(project)
+                );
+                sql.extend(from_ms.map(|from| format!(" AND last_ms >= {from}")));
+                sql.extend(to_ms.map(|to| format!(" AND first_ms < {to}")));
+                sql
+            }
+        };
         let LabelSpan {
             touchpoints,
             mut channels,
-            first_ms,
-            last_ms,
+            mut first_ms,
+            mut last_ms,
             count,
-        } = self
-            .client
-            .query(&self.sql(&format!(
-                "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(at_ms), \
-                 max(at_ms), count() FROM {{db}}.events WHERE {where_sql}"
-            )))
-            .fetch_one()
-            .await?;
+        } = self.client.query(&self.sql(&sql)).fetch_one().await?;
         if count == 0 {
             return Ok(None);
         }
         if breakdown == Breakdown::None {
             channels.clear();
         }
-        LabelCodes::new(touchpoints, channels, first_ms, last_ms).map(Some)
+        let Source::Fragments { from_ms, to_ms, .. } = source else {
+            return LabelCodes::new(touchpoints, channels, first_ms, last_ms).map(Some);
+        };
+        // The label table knows each label's whole span; the report needs only the filter's.
+        first_ms = first_ms.max(from_ms.unwrap_or(i64::MIN));
+        last_ms = last_ms.min(to_ms.map_or(i64::MAX, |to| to - 1));
+        let mut codes = LabelCodes::new(touchpoints, channels, first_ms, last_ms.max(first_ms))?;
+        codes.touchpoint_hashes = self.name_hashes(&codes.touchpoints).await?;
+        codes.channel_hashes = self.name_hashes(&codes.channels).await?;
+        Ok(Some(codes))
+    }
+
+    /// `cityHash64` of each of `names`, as the server computes the fragments' codes.
+    async fn name_hashes(&self, names: &[String]) -> Result<Vec<u64>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT arrayMap(x -> cityHash64(x), {})", string_array(names));
+        Ok(self.client.query(&sql).fetch_one().await?)
+    }
+
+    /// A `WHERE` clause keeping the customers whose latest scalar value of every trait in
+    /// `filter` is the one asked for; empty without trait filters. `project` is a literal.
+    fn trait_filter_sql(&self, project: &str, overrides: &str, filter: &JourneyFilter) -> String {
+        if filter.traits.is_empty() {
+            return String::new();
+        }
+        let wanted: Vec<String> = filter
+            .traits
+            .iter()
+            .map(|(key, value)| {
+                format!(
+                    "(key = {} AND latest_value = {})",
+                    string_literal(key),
+                    string_literal(value)
+                )
+            })
+            .collect();
+        let keys: Vec<String> = filter.traits.iter().map(|(key, _)| key.clone()).collect();
+        self.sql(&format!(
+            " WHERE customer IN (
+                SELECT customer FROM (
+                    SELECT if(resolved = '', identity, resolved) AS customer, key,
+                           argMax(value, (at_ms, event_id)) AS latest_value,
+                           argMax(scalar, (at_ms, event_id)) AS latest_scalar
+                    FROM (SELECT identity, key, value, scalar, at_ms, event_id
+                          FROM {{db}}.traits WHERE project = {project} AND has({keys}, key))
+                    ANY LEFT JOIN ({overrides}) USING identity
+                    GROUP BY customer, key)
+                WHERE latest_scalar = 1 AND ({wanted})
+                GROUP BY customer HAVING count() = {count})",
+            keys = string_array(&keys),
+            wanted = wanted.join(" OR "),
+            count = filter.traits.len(),
+        ))
     }
 
     /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
@@ -263,7 +354,7 @@ impl ClickHouseStore {
         &self,
         project: &str,
         filter: &JourneyFilter,
-        where_sql: &str,
+        source: &Source,
         codes: &LabelCodes,
         start: Option<u64>,
         end: Option<u64>,
@@ -271,67 +362,86 @@ impl ClickHouseStore {
     ) -> String {
         let hash_bits = codes.hash_bits();
         let shift = hash_bits + codes.code_bits;
-        let key = format!(
-            "bitOr(bitOr(bitShiftLeft(toUInt64(at_ms - {first}), {shift}), \
-             bitShiftLeft({label}, {hash_bits})), \
-             bitAnd(cityHash64(toString(event_id)), {hash_mask}))",
-            first = codes.first_ms,
-            label = codes.label_sql(),
-            hash_mask = (1u64 << hash_bits) - 1,
-        );
+        let pack = |time: &str, label: &str, hash: &str| {
+            format!(
+                "bitOr(bitOr(bitShiftLeft(toUInt64({time} - {first}), {shift}), \
+                 bitShiftLeft({label}, {hash_bits})), bitAnd({hash}, {hash_mask}))",
+                first = codes.first_ms,
+                hash_mask = (1u64 << hash_bits) - 1,
+            )
+        };
         let project = string_literal(project);
         let overrides = self.sql(&format!(
             "SELECT identity, argMax(customer, version) AS resolved \
              FROM {{db}}.identity_overrides WHERE project = {project} GROUP BY identity"
         ));
-        let trait_filter = if filter.traits.is_empty() {
-            String::new()
-        } else {
-            let wanted: Vec<String> = filter
-                .traits
-                .iter()
-                .map(|(key, value)| {
-                    format!(
-                        "(key = {} AND latest_value = {})",
-                        string_literal(key),
-                        string_literal(value)
-                    )
-                })
+        let trait_filter = self.trait_filter_sql(&project, &overrides, filter);
+        // Per customer, the sorted keys of every touchpoint; equal keys are one event stored
+        // twice (an unmerged replay, or an older fragment row) and count once.
+        let keys_sql = match source {
+            Source::Events { where_sql } => self.sql(&format!(
+                "SELECT cityHash64(customer) AS customer_hash, arrayDistinct(arraySort(groupArray(key))) AS keys
+                 FROM (
+                    SELECT if(resolved = '', identity, resolved) AS customer, key
+                    FROM (
+                        SELECT if(user_id != '', concat('u:', user_id), concat('a:', anonymous_id)) AS identity,
+                               {key} AS key
+                        FROM {{db}}.events WHERE {where_sql})
+                    ANY LEFT JOIN ({overrides}) USING identity)
+                 {trait_filter}
+                 GROUP BY customer_hash",
+                key = pack("at_ms", &codes.event_label_sql(), "cityHash64(toString(event_id))"),
+            )),
+            Source::Fragments { from_ms, to_ms, .. } => {
+                let channel_codes = if codes.channels.is_empty() {
+                    "codes"
+                } else {
+                    "channel_codes"
+                };
+                let mut fragment_keys = format!(
+                    "arrayMap((t, c, ch, h) -> {key}, times, codes, {channel_codes}, id_hashes)",
+                    key = pack("t", &codes.fragment_label_sql(), "h"),
+                );
+                let bounds: Vec<String> = [
+                    from_ms.map(|from| format!("t >= {from}")),
+                    to_ms.map(|to| format!("t < {to}")),
+                ]
+                .into_iter()
+                .flatten()
                 .collect();
-            let keys: Vec<String> = filter.traits.iter().map(|(key, _)| key.clone()).collect();
-            self.sql(&format!(
-                " WHERE customer IN (
-                    SELECT customer FROM (
-                        SELECT if(resolved = '', identity, resolved) AS customer, key,
-                               argMax(value, (at_ms, event_id)) AS latest_value,
-                               argMax(scalar, (at_ms, event_id)) AS latest_scalar
-                        FROM (SELECT identity, key, value, scalar, at_ms, event_id
-                              FROM {{db}}.traits WHERE project = {project} AND has({keys}, key))
-                        ANY LEFT JOIN ({overrides}) USING identity
-                        GROUP BY customer, key)
-                    WHERE latest_scalar = 1 AND ({wanted})
-                    GROUP BY customer HAVING count() = {count})",
-                keys = string_array(&keys),
-                wanted = wanted.join(" OR "),
-                count = filter.traits.len(),
-            ))
+                if !bounds.is_empty() {
+                    fragment_keys = format!(
+                        "arrayFilter((k, t) -> {}, {fragment_keys}, times)",
+                        bounds.join(" AND ")
+                    );
+                }
+                self.sql(&format!(
+                    "SELECT cityHash64(customer) AS customer_hash,
+                            arrayDistinct(arraySort(groupArrayArray(fragment_keys))) AS keys
+                     FROM (
+                        SELECT if(resolved = '', identity, resolved) AS customer, fragment_keys
+                        FROM (
+                            SELECT identity, {fragment_keys} AS fragment_keys
+                            FROM {{db}}.journey_fragments WHERE project = {project})
+                        ANY LEFT JOIN ({overrides}) USING identity)
+                     {trait_filter}
+                     GROUP BY customer_hash"
+                ))
+            }
         };
-        let keys_sql = self.sql(&format!(
-            "SELECT cityHash64(customer) AS customer_hash, arrayDistinct(arraySort(groupArray(key))) AS keys
-             FROM (
-                SELECT if(resolved = '', identity, resolved) AS customer, key
-                FROM (
-                    SELECT if(user_id != '', concat('u:', user_id), concat('a:', anonymous_id)) AS identity,
-                           {key} AS key
-                    FROM {{db}}.events WHERE {where_sql})
-                ANY LEFT JOIN ({overrides}) USING identity)
-             {trait_filter}
-             GROUP BY customer_hash"
-        ));
         let code_mask = (1u64 << codes.code_bits) - 1;
+        let max = options.max_steps;
+        // Without anchors or collapsing, a path is the journey's first `max` steps: decode only
+        // those.
+        let visible = if (start, end) == (None, None) && !options.collapse_repeats {
+            format!("arraySlice(keys, 1, {max})")
+        } else {
+            "keys".to_owned()
+        };
         let decoded = format!(
-            "SELECT arrayMap(x -> bitAnd(bitShiftRight(x, {hash_bits}), {code_mask}), keys) AS all_codes,
-                    arrayMap(x -> toInt64(bitShiftRight(x, {shift})) + {first}, keys) AS all_times
+            "SELECT arrayMap(x -> bitAnd(bitShiftRight(x, {hash_bits}), {code_mask}), {visible}) AS all_codes,
+                    arrayMap(x -> toInt64(bitShiftRight(x, {shift})) + {first}, {visible}) AS all_times,
+                    length(keys) AS all_length
              FROM ({keys_sql})",
             first = codes.first_ms,
         );
@@ -339,13 +449,13 @@ impl ClickHouseStore {
             format!(
                 "SELECT arrayMap((x, i) -> i = 1 OR x != all_codes[i - 1], all_codes, arrayEnumerate(all_codes)) AS keep,
                         arrayFilter((x, k) -> k, all_codes, keep) AS codes,
-                        arrayFilter((x, k) -> k, all_times, keep) AS times
+                        arrayFilter((x, k) -> k, all_times, keep) AS times,
+                        length(codes) AS journey_length
                  FROM ({decoded})"
             )
         } else {
-            format!("SELECT all_codes AS codes, all_times AS times FROM ({decoded})")
+            format!("SELECT all_codes AS codes, all_times AS times, all_length AS journey_length FROM ({decoded})")
         };
-        let max = options.max_steps;
         let touchpoints = codes.touchpoints_sql("codes");
         // `first` and `length` cut the path out of the (collapsed) journey, 1-based.
         let (first, length) = match (start, end) {
@@ -369,11 +479,40 @@ impl ClickHouseStore {
         format!(
             "SELECT arraySlice(codes, path_first, path_length) AS path,
                     arraySlice(times, path_first, path_length) AS path_times,
-                    toUInt8(path_first + path_length - 1 = length(codes)) AS over
-             FROM (SELECT codes, times, toInt64({first}) AS path_first, toInt64({length}) AS path_length
+                    toUInt8(path_first + path_length - 1 = journey_length) AS over
+             FROM (SELECT codes, times, journey_length, toInt64({first}) AS path_first, toInt64({length}) AS path_length
                    FROM ({collapsed}))
              WHERE path_length > 0"
         )
+    }
+}
+
+/// Where a report reads its touchpoints: the journey fragments, or the raw events when a
+/// property filter needs each event's properties (fragments do not keep them).
+enum Source {
+    Fragments {
+        project: String,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    },
+    Events {
+        where_sql: String,
+    },
+}
+
+impl Source {
+    fn of(project: &str, filter: &JourneyFilter) -> Self {
+        if filter.properties.is_empty() {
+            Self::Fragments {
+                project: project.to_owned(),
+                from_ms: filter.from_ms,
+                to_ms: filter.to_ms,
+            }
+        } else {
+            Self::Events {
+                where_sql: touch_filter_sql(project, filter),
+            }
+        }
     }
 }
 

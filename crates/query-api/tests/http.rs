@@ -189,12 +189,20 @@ impl TestApi {
     }
 }
 
-/// Every report endpoint, with a customer that exists in the shop.
-const ENDPOINTS: [&str; 4] = [
+/// Every report endpoint, with a customer that exists in the shop and the parameters each
+/// needs to answer.
+const ENDPOINTS: [&str; 11] = [
     "/v1/paths",
     "/v1/metrics",
     "/v1/touchpoints",
     "/v1/customers/u:ann/journey",
+    "/v1/funnel?steps=ad_click,purchase",
+    "/v1/drop-off?steps=ad_click,purchase",
+    "/v1/top-paths",
+    "/v1/influence",
+    "/v1/attribution",
+    "/v1/sales-cycle",
+    "/v1/leads",
 ];
 
 /// The node labels of a path graph answer.
@@ -286,7 +294,11 @@ async fn write_key_is_403_wrong_key_kind_on_every_report() {
 #[tokio::test]
 async fn read_key_is_accepted_as_bearer_header_or_query_parameter() {
     let api = TestApi::start().await;
-    for path in ["/v1/touchpoints", "/v1/customers/u:ann/journey"] {
+    for path in [
+        "/v1/touchpoints",
+        "/v1/customers/u:ann/journey",
+        "/v1/funnel?steps=ad_click,purchase",
+    ] {
         let by_bearer = api.get(SHOP_READ, path).await;
         let by_header = api
             .client
@@ -311,7 +323,12 @@ async fn read_key_is_accepted_as_bearer_header_or_query_parameter() {
         assert_eq!(answers[0], answers[2], "{path}");
     }
     // `key` is taken by auth, never mistaken for an unknown report parameter.
-    for path in ["/v1/paths", "/v1/metrics"] {
+    for path in [
+        "/v1/paths",
+        "/v1/metrics",
+        "/v1/sales-cycle",
+        "/v1/top-paths",
+    ] {
         let response = api
             .client
             .get(api.url(path))
@@ -643,4 +660,855 @@ async fn journey_shows_identities_traits_sessions_and_staged_timeline() {
         "ann is a user id, not an anonymous one: {body}"
     );
     assert_eq!(body["error"], "unknown_customer");
+}
+
+// The analyst reports, over the shop's journeys as stitched:
+//
+//   Ann  (u:ann, persona researcher)  ad_click 11-01 09:00 (fall), site_visit 11-01 09:10 (fall),
+//                                     email_open 11-02 09:00, purchase 11-02 09:20 (value 40)
+//   Bob  (a:cookie-b, no traits)      ad_click 11-01 12:00 (spring), site_visit 11-03 12:00 (fall)
+//   Cara (u:cara, persona bargain)    site_visit 11-04 08:00, purchase 11-05 08:00
+
+const DAY_SECONDS: f64 = 86_400.0;
+
+fn close(actual: &Value, expected: f64) -> bool {
+    actual
+        .as_f64()
+        .is_some_and(|actual| (actual - expected).abs() < 1e-9)
+}
+
+/// `(entered, converted, dropped)` per step of a funnel answer.
+fn funnel_counts(report: &Value) -> Vec<(u64, u64, u64)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            (
+                step["entered"].as_u64().unwrap(),
+                step["converted"].as_u64().unwrap(),
+                step["dropped"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A GET with the shop's read key that must succeed with `content_type`; returns the body.
+async fn shop_text(api: &TestApi, path_and_query: &str, content_type: &str) -> String {
+    let response = api.get(SHOP_READ, path_and_query).await;
+    let status = response.status();
+    let actual = response.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{path_and_query}: {body}");
+    assert_eq!(actual, content_type, "{path_and_query}");
+    body
+}
+
+#[tokio::test]
+async fn funnel_counts_customers_step_by_step_with_times_between_steps() {
+    let api = TestApi::start().await;
+    let funnel = api
+        .shop("/v1/funnel?steps=ad_click,site_visit,purchase")
+        .await;
+    assert_eq!(funnel["customers"], 3);
+    assert_eq!(funnel["order"], "ordered");
+    // Ann reaches the purchase; Bob stops at the visit; Cara never clicked an ad.
+    assert_eq!(funnel_counts(&funnel), [(2, 2, 0), (2, 1, 1), (1, 1, 0)]);
+    let steps = &funnel["steps"];
+    assert_eq!(steps[1]["label"], "site_visit");
+    assert!(
+        close(&steps[2]["conversion_from_previous"], 0.5),
+        "{funnel}"
+    );
+    assert!(close(&steps[2]["conversion_from_first"], 0.5), "{funnel}");
+    assert_eq!(steps[0]["median_seconds_to_convert"], Value::Null);
+    // Ad to visit: Ann 10 minutes, Bob 2 days; the median is their mean, p90 interpolated.
+    assert!(close(
+        &steps[1]["median_seconds_to_convert"],
+        (600.0 + 2.0 * DAY_SECONDS) / 2.0
+    ));
+    assert!(close(
+        &steps[1]["p90_seconds_to_convert"],
+        600.0 + 0.9 * (2.0 * DAY_SECONDS - 600.0)
+    ));
+    // Visit to purchase: Ann, a day and ten minutes.
+    assert!(close(
+        &steps[2]["median_seconds_to_convert"],
+        DAY_SECONDS + 600.0
+    ));
+
+    // Within a day of the ad: Ann's purchase is 20 minutes too late, Bob's visit two days.
+    let day = api
+        .shop("/v1/funnel?steps=ad_click,site_visit,purchase&window=1d")
+        .await;
+    assert_eq!(day["window_ms"], 86_400_000);
+    assert_eq!(funnel_counts(&day), [(2, 1, 1), (1, 0, 1), (0, 0, 0)]);
+    // At most an hour from ad to visit, then no limit: Bob's two days are too long.
+    let hour = api
+        .shop("/v1/funnel?steps=ad_click,site_visit,purchase&step_windows=,1h,")
+        .await;
+    assert_eq!(funnel_counts(&hour), [(2, 1, 1), (1, 1, 0), (1, 1, 0)]);
+    // Strict: Ann's email comes between her visit and her purchase.
+    let strict = api
+        .shop("/v1/funnel?steps=ad_click,site_visit,purchase&order=strict")
+        .await;
+    assert_eq!(funnel_counts(&strict), [(2, 2, 0), (2, 0, 2), (0, 0, 0)]);
+    // Any order: Ann did both, Bob the ad, Cara the purchase.
+    let any = api
+        .shop("/v1/funnel?steps=purchase,ad_click&order=any")
+        .await;
+    assert_eq!(funnel_counts(&any), [(3, 1, 2), (1, 1, 0)]);
+    assert_eq!(any["steps"][1]["label"], "2 of 2 steps");
+    // A step narrowed by a property: only Ann's ad is in the fall campaign.
+    let fall = api
+        .shop("/v1/funnel?steps=ad_click%5Bcampaign%3Dfall%5D,site_visit")
+        .await;
+    assert_eq!(funnel_counts(&fall), [(1, 1, 0), (1, 1, 0)]);
+    assert_eq!(fall["steps"][0]["label"], "ad_click [campaign=fall]");
+}
+
+#[tokio::test]
+async fn drop_off_shows_where_the_stopped_customers_went_and_came_from() {
+    let api = TestApi::start().await;
+    let report = api
+        .shop("/v1/drop-off?steps=ad_click,site_visit,purchase&next_steps=2")
+        .await;
+    assert_eq!(report["next_steps"], 2);
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "every step but the last: {report}");
+    assert_eq!(steps[0]["dropped"], 0);
+    // Bob stopped at the visit, his last touchpoint, after an ad click.
+    assert_eq!(steps[1]["label"], "site_visit");
+    assert_eq!(steps[1]["dropped"], 1);
+    assert_eq!(steps[1]["ended_there"], 1);
+    assert_eq!(steps[1]["next"]["customers"], 0);
+    assert_eq!(
+        steps[1]["before"],
+        json!([{"touchpoint": "ad_click", "customers": 1, "share": 1.0}])
+    );
+    // Stopping at the ad instead: Bob went on to the site.
+    let report = api.shop("/v1/drop-off?steps=ad_click,purchase").await;
+    assert_eq!(report["next_steps"], 3, "the default");
+    let step = &report["steps"][0];
+    assert_eq!(
+        (&step["dropped"], &step["ended_there"]),
+        (&json!(1), &json!(0))
+    );
+    assert_eq!(step["next"]["customers"], 1);
+    let visit = step["next"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["label"] == "site_visit")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(
+        (&visit["step"], &visit["customers"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(step["before"], json!([]));
+}
+
+#[tokio::test]
+async fn top_paths_count_whole_journeys_and_their_conversions() {
+    let api = TestApi::start().await;
+    let report = api.shop("/v1/top-paths").await;
+    assert_eq!(
+        report,
+        json!({
+            "goal": null, "customers": 3, "conversions": null,
+            "paths": [
+                {"steps": ["ad_click", "site_visit"], "truncated": false, "customers": 1, "conversions": null, "conversion_rate": null},
+                {"steps": ["ad_click", "site_visit", "email_open", "purchase"], "truncated": false, "customers": 1, "conversions": null, "conversion_rate": null},
+                {"steps": ["site_visit", "purchase"], "truncated": false, "customers": 1, "conversions": null, "conversion_rate": null},
+            ],
+            "other": {"paths": 0, "customers": 0, "conversions": null, "conversion_rate": null},
+        })
+    );
+    // Cut at two steps, Ann's path is Bob's, truncated; the limit sums Cara's into other.
+    let cut = api
+        .shop("/v1/top-paths?goal=purchase&steps=2&limit=2")
+        .await;
+    assert_eq!(cut["conversions"], 2);
+    assert_eq!(
+        cut["paths"],
+        json!([
+            {"steps": ["ad_click", "site_visit"], "truncated": false, "customers": 1, "conversions": 0, "conversion_rate": 0.0},
+            {"steps": ["ad_click", "site_visit"], "truncated": true, "customers": 1, "conversions": 1, "conversion_rate": 1.0},
+        ])
+    );
+    assert_eq!(
+        cut["other"],
+        json!({"paths": 1, "customers": 1, "conversions": 1, "conversion_rate": 1.0})
+    );
+    let csv = shop_text(
+        &api,
+        "/v1/top-paths?goal=purchase&steps=2&limit=2&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert_eq!(
+        csv,
+        "path,steps,truncated,customers,conversions,conversion_rate\r\n\
+         ad_click > site_visit,2,false,1,0,0\r\n\
+         ad_click > site_visit,2,true,1,1,1\r\n\
+         (other),,,1,1,1\r\n"
+    );
+    // Up to the goal and collapsed: nothing here repeats or goes past a purchase.
+    let whole = api
+        .shop("/v1/top-paths?goal=purchase&up_to_goal=true&collapse=true")
+        .await;
+    assert_eq!(whole["paths"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn influence_labels_moments_of_impact_and_influence() {
+    let api = TestApi::start().await;
+    let report = api.shop("/v1/influence?influence_reach=0.4").await;
+    assert_eq!(report["goal"], "purchase");
+    assert_eq!(
+        (&report["customers"], &report["converters"]),
+        (&json!(3), &json!(2))
+    );
+    let rows: Vec<(&str, u64, u64, f64, &str)> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["touchpoint"].as_str().unwrap(),
+                row["converters"].as_u64().unwrap(),
+                row["non_converters"].as_u64().unwrap(),
+                row["lift"].as_f64().unwrap(),
+                row["label"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Before converting, Ann saw ad, site and email and Cara the site; Bob saw ad and site.
+    // Lift = (converters with * 3) / (customers with * 2).
+    assert_eq!(
+        rows,
+        [
+            ("email_open", 1, 0, 1.5, "moment_of_influence"),
+            ("site_visit", 2, 1, 1.0, "moment_of_impact"),
+            ("ad_click", 1, 1, 0.75, "none"),
+        ]
+    );
+    // With the default reach of 0.2, the email (reaching 1 in 3) is no moment of influence.
+    let default = api.shop("/v1/influence").await;
+    assert_eq!(default["rows"][0]["label"], "none");
+    let csv = shop_text(&api, "/v1/influence?format=csv", "text/csv; charset=utf-8").await;
+    assert!(
+        csv.starts_with("touchpoint,customers,converters,non_converters,reach,converter_reach,non_converter_reach,conversion_rate_with,lift,label,advice\r\nemail_open,1,1,0,"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn attribution_credits_every_model_and_values() {
+    let api = TestApi::start().await;
+    let report = api
+        .shop("/v1/attribution?goal=purchase&value_property=value")
+        .await;
+    assert_eq!(report["conversions"], 2);
+    assert!(close(&report["value"], 40.0), "{report}");
+    let row = |name: &str| -> Value {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {name}: {report}"))
+    };
+    let names: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ad_click", "email_open", "site_visit"]);
+    // Ann's 40 comes after ad, site, email; Cara's purchase (no value) after a site visit.
+    let (ad, email, site) = (row("ad_click"), row("email_open"), row("site_visit"));
+    let credit = |row: &Value, model: &str| {
+        (
+            row[model]["conversions"].as_f64().unwrap(),
+            row[model]["value"].as_f64().unwrap(),
+        )
+    };
+    assert_eq!(credit(&ad, "first_touch"), (1.0, 40.0));
+    assert_eq!(credit(&site, "first_touch"), (1.0, 0.0));
+    assert_eq!(credit(&email, "last_touch"), (1.0, 40.0));
+    assert_eq!(credit(&ad, "last_touch"), (0.0, 0.0));
+    assert!(close(&ad["linear"]["conversions"], 1.0 / 3.0));
+    assert!(close(&site["linear"]["conversions"], 1.0 / 3.0 + 1.0));
+    assert!(close(&email["linear"]["value"], 40.0 / 3.0));
+    assert!(close(&ad["position_based"]["conversions"], 0.4));
+    assert!(close(&site["position_based"]["conversions"], 0.2 + 1.0));
+    assert!(close(&email["position_based"]["value"], 16.0));
+    // Time decay, half-life 7 days: touches 1d20m, 1d10m and 20m before Ann's purchase.
+    let weight = |minutes: f64| 2f64.powf(-minutes / (7.0 * 1440.0));
+    let (w_ad, w_site, w_email) = (weight(1460.0), weight(1450.0), weight(20.0));
+    let total = w_ad + w_site + w_email;
+    assert!(
+        close(&ad["time_decay"]["conversions"], w_ad / total),
+        "{ad}"
+    );
+    assert!(close(
+        &site["time_decay"]["conversions"],
+        w_site / total + 1.0
+    ));
+    assert!(close(&email["time_decay"]["value"], 40.0 * w_email / total));
+    let data_driven: f64 = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["data_driven"]["conversions"].as_f64().unwrap())
+        .sum();
+    assert!((data_driven - 2.0).abs() < 1e-9, "{report}");
+
+    // By channel: the ad's channel is ads, the visit's web.
+    let by_channel = api.shop("/v1/attribution?by=channel").await;
+    assert_eq!(by_channel["by"], "channel");
+    let first: Vec<(&str, f64)> = by_channel["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["name"].as_str().unwrap(),
+                row["first_touch"]["conversions"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(first, [("ads", 1.0), ("email", 0.0), ("web", 1.0)]);
+    // A half-life of a minute leaves almost all of Ann's time-decay credit to the email.
+    let short = api.shop("/v1/attribution?half_life_days=0.000694").await;
+    let email_share = short["rows"][1]["time_decay"]["conversions"]
+        .as_f64()
+        .unwrap();
+    assert!(email_share > 0.999, "{short}");
+    let csv = shop_text(
+        &api,
+        "/v1/attribution?format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    let header = csv.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "name,removal_effect,first_touch_conversions,first_touch_value,last_touch_conversions,last_touch_value,linear_conversions,linear_value,time_decay_conversions,time_decay_value,position_based_conversions,position_based_value,data_driven_conversions,data_driven_value"
+    );
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+}
+
+#[tokio::test]
+async fn sales_cycle_buckets_days_and_touchpoints_to_conversion() {
+    let api = TestApi::start().await;
+    let report = api.shop("/v1/sales-cycle").await;
+    assert_eq!(
+        (&report["customers"], &report["converters"]),
+        (&json!(3), &json!(2))
+    );
+    // Ann: 1 day 20 minutes and 3 touchpoints; Cara: exactly 1 day (not "same day") and 1.
+    let buckets = |measure: &str| -> Vec<(String, u64)> {
+        report[measure]["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|bucket| {
+                (
+                    bucket["label"].as_str().unwrap().to_owned(),
+                    bucket["customers"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected_days: Vec<(String, u64)> = [
+        ("same day", 0),
+        ("within a week", 2),
+        ("within 30 days", 0),
+        ("1-6 months", 0),
+        ("over 6 months", 0),
+    ]
+    .iter()
+    .map(|&(label, customers)| (label.to_owned(), customers))
+    .collect();
+    assert_eq!(buckets("days"), expected_days);
+    let touchpoints: Vec<u64> = buckets("touchpoints").iter().map(|b| b.1).collect();
+    assert_eq!(touchpoints, [0, 1, 1, 0, 0, 0]);
+    assert!(
+        close(&report["days"]["median"], 1.0 + 10.0 / 1440.0),
+        "{report}"
+    );
+    assert!(close(&report["touchpoints"]["median"], 2.0));
+    let csv = shop_text(
+        &api,
+        "/v1/sales-cycle?format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert!(
+        csv.starts_with("measure,bucket,customers,share,value\r\ndays,same day,0,0,\r\ndays,within a week,2,1,\r\n"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn leads_are_in_time_late_pending_or_zombies() {
+    let api = TestApi::start().await;
+    // A site visit makes a lead here. Ann buys a day and 10 minutes after hers (late), Cara
+    // exactly a day after (in time); Bob never buys, 6.5 days before as_of: a zombie.
+    let report = api
+        .shop("/v1/leads?leads=site_visit&within_days=1&as_of=2026-11-10")
+        .await;
+    let counts: Vec<u64> = [
+        "leads",
+        "converted_in_time",
+        "converted_late",
+        "converted_before_lead",
+        "pending",
+        "zombies",
+        "converted_after_lead",
+    ]
+    .iter()
+    .map(|field| report[field].as_u64().unwrap())
+    .collect();
+    assert_eq!(counts, [3, 1, 1, 0, 0, 1, 2]);
+    assert!(close(
+        &report["median_days_lead_to_conversion"],
+        (1.0 + 10.0 / 1440.0 + 1.0) / 2.0
+    ));
+    assert_eq!(
+        report["before_conversion"],
+        json!([{"touchpoint": "email_open", "customers": 1, "share": 0.5}])
+    );
+    assert!(
+        report.get("zombie_customers").is_none(),
+        "customer numbers mean nothing to a reader: {report}"
+    );
+    // As of 11-04 noon Cara has not bought yet, and Bob's lead is exactly a day old: pending.
+    let earlier = api
+        .shop("/v1/leads?leads=site_visit&within_days=1&as_of=2026-11-04T12:00:00Z")
+        .await;
+    assert_eq!(
+        (
+            &earlier["converted_late"],
+            &earlier["pending"],
+            &earlier["zombies"]
+        ),
+        (&json!(1), &json!(2), &json!(0))
+    );
+    // The default leads are forms and chats, which the shop has none of.
+    assert_eq!(api.shop("/v1/leads").await["leads"], 0);
+    let csv = shop_text(
+        &api,
+        "/v1/leads?leads=site_visit&within_days=1&as_of=2026-11-10&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert!(
+        csv.starts_with("section,item,customers,share,value\r\noutcome,converted_in_time,1,"),
+        "{csv}"
+    );
+}
+
+#[tokio::test]
+async fn every_analyst_report_answers_csv_with_its_header_row() {
+    let api = TestApi::start().await;
+    let cases = [
+        (
+            "/v1/funnel?steps=ad_click,site_visit,purchase",
+            "step,label,entered,converted,dropped,conversion_from_previous,conversion_from_first,median_seconds_to_convert,p90_seconds_to_convert",
+        ),
+        (
+            "/v1/drop-off?steps=ad_click,purchase",
+            "step,label,dropped,direction,position,touchpoint,customers,share_of_dropped",
+        ),
+        ("/v1/top-paths", "path,steps,truncated,customers,conversions,conversion_rate"),
+        ("/v1/influence", "touchpoint,customers,converters,non_converters,reach,converter_reach,non_converter_reach,conversion_rate_with,lift,label,advice"),
+        ("/v1/attribution", "name,removal_effect,first_touch_conversions,first_touch_value,last_touch_conversions,last_touch_value,linear_conversions,linear_value,time_decay_conversions,time_decay_value,position_based_conversions,position_based_value,data_driven_conversions,data_driven_value"),
+        ("/v1/sales-cycle", "measure,bucket,customers,share,value"),
+        ("/v1/leads", "section,item,customers,share,value"),
+    ];
+    for (path, header) in cases {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = format!("{path}{separator}format=csv");
+        let csv = shop_text(&api, &url, "text/csv; charset=utf-8").await;
+        assert_eq!(csv.split("\r\n").next(), Some(header), "{path}: {csv}");
+    }
+    let funnel = shop_text(
+        &api,
+        "/v1/funnel?steps=ad_click,site_visit,purchase&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert_eq!(
+        funnel.split("\r\n").skip(1).collect::<Vec<_>>(),
+        [
+            "1,ad_click,2,2,0,1,1,,",
+            "2,site_visit,2,1,1,1,1,86700,155580",
+            "3,purchase,1,1,0,0.5,0.5,87000,87000",
+            "",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn breakdowns_answer_the_report_per_segment_largest_first() {
+    let api = TestApi::start().await;
+    // Persona: one customer each, so by value: "(none)" (Bob) sorts before letters.
+    let by_persona = api.shop("/v1/sales-cycle?breakdown_by=trait.persona").await;
+    assert_eq!(by_persona["breakdown_by"], "trait.persona");
+    let segments: Vec<(&str, u64, u64)> = by_persona["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|segment| {
+            (
+                segment["value"].as_str().unwrap(),
+                segment["customers"].as_u64().unwrap(),
+                segment["report"]["converters"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        segments,
+        [("(none)", 1, 0), ("bargain", 1, 1), ("researcher", 1, 1)]
+    );
+    assert!(close(
+        &by_persona["segments"][1]["report"]["days"]["median"],
+        1.0
+    ));
+    assert!(close(
+        &by_persona["segments"][2]["report"]["days"]["median"],
+        1.0 + 20.0 / 1440.0
+    ));
+
+    // Campaign from the customer's first selected touchpoint carrying it: Bob's first is the
+    // spring ad, but from 11-02 on only his fall visit is selected. Ann has none from 11-02.
+    let all = api
+        .shop("/v1/funnel?steps=site_visit,purchase&breakdown_by=prop.campaign")
+        .await;
+    let values: Vec<&str> = all["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|segment| segment["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["(none)", "fall", "spring"]);
+    let later = api
+        .shop("/v1/funnel?steps=site_visit,purchase&breakdown_by=prop.campaign&from=2026-11-02")
+        .await;
+    let segments = later["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 2, "{later}");
+    assert_eq!(
+        (&segments[0]["value"], &segments[0]["customers"]),
+        (&json!("(none)"), &json!(2))
+    );
+    assert_eq!(
+        funnel_counts(&segments[0]["report"]),
+        [(1, 1, 0), (1, 1, 0)],
+        "only Cara visits"
+    );
+    assert_eq!(segments[0]["report"]["customers"], 2);
+    assert_eq!(
+        (&segments[1]["value"], &segments[1]["customers"]),
+        (&json!("fall"), &json!(1))
+    );
+    assert_eq!(
+        funnel_counts(&segments[1]["report"]),
+        [(1, 0, 1), (0, 0, 0)]
+    );
+
+    let csv = shop_text(
+        &api,
+        "/v1/funnel?steps=site_visit,purchase&breakdown_by=prop.campaign&from=2026-11-02&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert_eq!(
+        csv.split("\r\n").collect::<Vec<_>>(),
+        [
+            "segment,step,label,entered,converted,dropped,conversion_from_previous,conversion_from_first,median_seconds_to_convert,p90_seconds_to_convert",
+            "(none),1,site_visit,1,1,0,1,1,,",
+            "(none),2,purchase,1,1,0,1,1,86400,86400",
+            "fall,1,site_visit,1,0,1,1,1,,",
+            "fall,2,purchase,0,0,0,0,0,,",
+            "",
+        ]
+    );
+    // No customer at all: no segment, and the CSV still has its header.
+    let none = api
+        .shop("/v1/sales-cycle?breakdown_by=trait.persona&prop.campaign=winter")
+        .await;
+    assert_eq!(none["segments"], json!([]));
+    let csv = shop_text(
+        &api,
+        "/v1/sales-cycle?breakdown_by=trait.persona&prop.campaign=winter&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    assert_eq!(csv, "segment,measure,bucket,customers,share,value\r\n");
+}
+
+#[tokio::test]
+async fn previous_period_comparison_shows_both_sides_and_unmatched_paths() {
+    let api = TestApi::start().await;
+    // a: 11-03 up to 11-05, Bob's and Cara's visits. b: the two days before, Ann's four
+    // touchpoints and Bob's ad.
+    let answer = api
+        .shop("/v1/top-paths?from=2026-11-03&to=2026-11-05&compare=previous_period")
+        .await;
+    assert_eq!(
+        answer["a"]["filter"],
+        json!({"from": "2026-11-03T00:00:00.000Z", "to": "2026-11-05T00:00:00.000Z", "properties": {}, "traits": {}})
+    );
+    assert_eq!(
+        answer["b"]["filter"],
+        json!({"from": "2026-11-01T00:00:00.000Z", "to": "2026-11-03T00:00:00.000Z", "properties": {}, "traits": {}})
+    );
+    let path = |steps: &[&str], customers: u64| json!({"steps": steps, "truncated": false, "customers": customers, "conversions": null, "conversion_rate": null});
+    assert_eq!(
+        answer["a"]["report"]["paths"],
+        json!([path(&["site_visit"], 2)])
+    );
+    assert_eq!(answer["b"]["report"]["customers"], 2);
+    assert_eq!(
+        answer["difference"],
+        json!({
+            "goal": null, "customers": 0, "conversions": null,
+            "paths": [
+                {"missing_from": "b", "a": path(&["site_visit"], 2)},
+                {"missing_from": "a", "b": path(&["ad_click"], 1)},
+                {"missing_from": "a", "b": path(&["ad_click", "site_visit", "email_open", "purchase"], 1)},
+            ],
+            "other": {"paths": 0, "customers": 0, "conversions": null, "conversion_rate": null},
+        })
+    );
+}
+
+#[tokio::test]
+async fn segment_comparison_differences_are_b_minus_a() {
+    let api = TestApi::start().await;
+    // a: everyone; b: bargain hunters (Cara).
+    let answer = api
+        .shop("/v1/funnel?steps=site_visit,purchase&compare.trait.persona=bargain")
+        .await;
+    assert_eq!(
+        answer["b"]["filter"]["traits"],
+        json!({"persona": "bargain"})
+    );
+    assert_eq!(
+        funnel_counts(&answer["a"]["report"]),
+        [(3, 2, 1), (2, 2, 0)]
+    );
+    assert_eq!(
+        funnel_counts(&answer["b"]["report"]),
+        [(1, 1, 0), (1, 1, 0)]
+    );
+    let difference = &answer["difference"];
+    assert_eq!(difference["customers"], -2);
+    assert_eq!(difference["order"], "ordered", "equal values are kept");
+    let first = &difference["steps"][0];
+    assert_eq!(first["label"], "site_visit");
+    assert_eq!(
+        (&first["entered"], &first["converted"], &first["dropped"]),
+        (&json!(-2), &json!(-1), &json!(-1))
+    );
+    let second = &difference["steps"][1];
+    assert_eq!(second["entered"], -1);
+    // 2 of 3 visitors bought in a, 1 of 1 in b.
+    assert!(
+        close(&second["conversion_from_previous"], 1.0 - 2.0 / 3.0),
+        "{difference}"
+    );
+    // Visit to purchase: a has Ann (1d 10m) and Cara (1d), b Cara only.
+    assert!(
+        close(&second["median_seconds_to_convert"], -300.0),
+        "{difference}"
+    );
+    assert_eq!(first["median_seconds_to_convert"], Value::Null);
+
+    let csv = shop_text(
+        &api,
+        "/v1/funnel?steps=site_visit,purchase&compare.trait.persona=bargain&format=csv",
+        "text/csv; charset=utf-8",
+    )
+    .await;
+    let rows: Vec<&str> = csv.split("\r\n").collect();
+    assert!(rows[0].starts_with("side,step,label,entered"), "{csv}");
+    assert_eq!(
+        rows[1..],
+        [
+            "a,1,site_visit,3,2,1,1,1,,",
+            "a,2,purchase,2,2,0,0.6666666666666666,0.6666666666666666,86700,86940",
+            "b,1,site_visit,1,1,0,1,1,,",
+            "b,2,purchase,1,1,0,1,1,86400,86400",
+            "",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn analyst_report_mistakes_are_400_naming_the_parameter() {
+    let api = TestApi::start().await;
+    let cases = [
+        ("/v1/funnel", "steps"),
+        ("/v1/funnel?steps=a,b,a&order=any", "steps"),
+        ("/v1/funnel?steps=a,b&order=any&step_windows=,1d", "step_windows"),
+        ("/v1/funnel?steps=a,b&window=a%20week", "window"),
+        ("/v1/drop-off?steps=a,b&next_steps=11", "next_steps"),
+        ("/v1/top-paths?limit=0", "limit"),
+        ("/v1/top-paths?up_to_goal=true", "up_to_goal"),
+        ("/v1/influence?impact_reach=2", "impact_reach"),
+        ("/v1/influence?goals=purchase", "goals"),
+        ("/v1/attribution?position_weights=1,1,1", "position_weights"),
+        ("/v1/attribution?by=campaign", "by"),
+        ("/v1/attribution?half_life_days=0", "half_life_days"),
+        ("/v1/sales-cycle?format=dot", "format"),
+        ("/v1/leads?goal=form_submit", "goal"),
+        ("/v1/leads?within_days=0", "within_days"),
+        ("/v1/leads?as_of=soon", "as_of"),
+        ("/v1/top-paths?breakdown_by=persona", "breakdown_by"),
+        ("/v1/top-paths?breakdown_by=trait.persona&compare=previous_period&from=2026-11-01&to=2026-11-03", "compare"),
+        ("/v1/top-paths?compare=previous_period", "compare"),
+        ("/v1/top-paths?compare=last_year", "compare"),
+        ("/v1/top-paths?compare.from=2026-11-10&to=2026-11-05&compare.trait.persona=x", "compare.to"),
+    ];
+    for (path, parameter) in cases {
+        let (status, body) = api.get_with(SHOP_READ, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_parameter", "{path}: {body}");
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with(parameter),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_route_without_a_key() {
+    let api = TestApi::start().await;
+    let response = api
+        .client
+        .get(api.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.0"));
+    let mut documented: Vec<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut routed = scribble_query_api::route_paths();
+    documented.sort_unstable();
+    routed.sort_unstable();
+    assert_eq!(
+        documented, routed,
+        "openapi.json and the router list different routes"
+    );
+    // The three ways to send a read key and the error body every route refers to.
+    let components = &document["components"];
+    for scheme in ["bearer", "readKeyHeader", "readKeyQuery"] {
+        assert!(
+            components["securitySchemes"][scheme].is_object(),
+            "{scheme}"
+        );
+    }
+    assert!(components["schemas"]["Error"]["properties"]["parameter"].is_object());
+    // Every `$ref` points at something the document defines.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(fields) => {
+                if let Some(Value::String(target)) = fields.get("$ref") {
+                    out.push(target);
+                }
+                fields.values().for_each(|value| refs(value, out));
+            }
+            Value::Array(items) => items.iter().for_each(|value| refs(value, out)),
+            _ => {}
+        }
+    }
+    let mut targets = Vec::new();
+    refs(&document, &mut targets);
+    assert!(targets.len() > 20);
+    for target in targets {
+        let pointer = target.strip_prefix('#').unwrap();
+        assert!(
+            document.pointer(pointer).is_some(),
+            "dangling $ref {target}"
+        );
+    }
+    // Each analyst report documents its own parameters and the shared ones.
+    let names = |path: &str| -> Vec<String> {
+        document["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|parameter| {
+                let parameter = match parameter["$ref"].as_str() {
+                    Some(target) => document.pointer(target.strip_prefix('#').unwrap()).unwrap(),
+                    None => parameter,
+                };
+                parameter["name"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let expected: [(&str, &[&str]); 7] = [
+        ("/v1/funnel", &["steps", "order", "window", "step_windows"]),
+        (
+            "/v1/drop-off",
+            &["steps", "order", "window", "step_windows", "next_steps"],
+        ),
+        (
+            "/v1/top-paths",
+            &["goal", "up_to_goal", "collapse", "steps", "limit"],
+        ),
+        (
+            "/v1/influence",
+            &["goal", "impact_reach", "influence_reach", "influence_lift"],
+        ),
+        (
+            "/v1/attribution",
+            &[
+                "goal",
+                "by",
+                "half_life_days",
+                "position_weights",
+                "value_property",
+            ],
+        ),
+        ("/v1/sales-cycle", &["goal"]),
+        ("/v1/leads", &["leads", "goal", "within_days", "as_of"]),
+    ];
+    let shared = [
+        "from",
+        "to",
+        "prop.<key>",
+        "trait.<key>",
+        "format",
+        "breakdown_by",
+        "compare",
+        "compare.from",
+        "compare.to",
+        "compare.prop.<key>",
+        "compare.trait.<key>",
+    ];
+    for (path, own) in expected {
+        let mut wanted: Vec<&str> = own.to_vec();
+        wanted.extend(shared);
+        assert_eq!(names(path), wanted, "{path}");
+    }
 }

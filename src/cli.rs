@@ -34,6 +34,57 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Print one customer's stitched journey.
     Journey(JourneyArgs),
+    /// Funnel: how many customers get through a list of steps, and how long each step takes.
+    ///
+    /// Per step: customers who entered it, went on to the next step and dropped, the conversion
+    /// from the previous and the first step, and the median and 90th-percentile time since the
+    /// previous step.
+    ///
+    /// Example: scribble funnel --steps site_visit,form_submit,purchase --window 30d
+    Funnel(FunnelArgs),
+    /// Drop-off: where the customers who left a funnel went, and what they did before.
+    ///
+    /// For each step but the last, the customers who entered it and did not go on: how many
+    /// ended their journey there, the paths the others took next, and the touchpoints they had
+    /// before.
+    ///
+    /// Example: scribble drop-off --steps site_visit,form_submit,purchase --next-steps 2
+    DropOff(DropOffArgs),
+    /// Top paths: the most common whole journeys, with the conversion rate of each.
+    ///
+    /// Example: scribble top-paths --goal purchase --up-to-goal --collapse --limit 10
+    TopPaths(TopPathsArgs),
+    /// Influence: the touchpoints converters pass through, and the few that lift conversion.
+    ///
+    /// Moments of impact are touchpoints nearly every converter passes through; moments of
+    /// influence are touchpoints few customers see, after which they convert far more often.
+    /// Per touchpoint: reach among all customers and among converters before converting, the
+    /// conversion rate of the customers it reached, and its lift over the overall rate.
+    ///
+    /// Example: scribble influence --goal purchase --trait persona=researcher
+    Influence(InfluenceArgs),
+    /// Attribution: which touchpoints (or channels) get the credit for conversions, under six
+    /// models side by side.
+    ///
+    /// First touch, last touch, linear, time decay, position based, and data-driven (the
+    /// Markov-chain removal effect); with --value-property, the conversions' value too.
+    ///
+    /// Example: scribble attribution --goal purchase --by channel --value-property value
+    Attribution(AttributionArgs),
+    /// Sales cycle: how long customers take from first touch to conversion, in days and in
+    /// touchpoints.
+    ///
+    /// Example: scribble sales-cycle --goal purchase --breakdown-by trait.persona
+    SalesCycle(SalesCycleArgs),
+    /// Leads: which leads converted in time, late or not yet, and which went cold without
+    /// anyone closing them (zombie leads).
+    ///
+    /// A customer becomes a lead at their first lead touchpoint (a form, a chat); a conversion
+    /// within --within-days is in time. Converted leads also show what they did between the
+    /// lead and the conversion.
+    ///
+    /// Example: scribble leads --leads form_submit,chat_started --within-days 14
+    Leads(LeadsArgs),
     /// Scale-out: run only the collector, writing to Kafka.
     Collector(CollectorArgs),
     /// Scale-out: run one stream worker, Kafka into ClickHouse (run as many as you like).
@@ -276,7 +327,7 @@ pub struct ReportArgs {
     #[arg(long)]
     pub to: Option<String>,
     /// Only touchpoints with this property value: `--where campaign=fall` (repeat to AND).
-    #[arg(long = "where", value_name = "PROPERTY=VALUE")]
+    #[arg(long = "where", visible_alias = "prop", value_name = "PROPERTY=VALUE")]
     pub properties: Vec<String>,
     /// Only customers with this trait value: `--trait persona=researcher` (repeat to AND).
     #[arg(long = "trait", value_name = "TRAIT=VALUE")]
@@ -346,6 +397,194 @@ pub struct MetricsArgs {
     /// Print the JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How an analyst report is printed.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Aligned tables, for reading.
+    Table,
+    /// The query API's answer as it is.
+    Json,
+    /// The query API's CSV as it is, for spreadsheets.
+    Csv,
+}
+
+/// What a comparison compares with.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CompareWith {
+    /// The period as long as --from to --to, just before --from.
+    PreviousPeriod,
+}
+
+/// Flags every analyst report shares: the API, filters, a breakdown or a comparison, and how
+/// to print.
+#[derive(Debug, Args, Clone)]
+pub struct AnalystArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// The report per segment: `trait.persona` (the customer's trait) or `prop.utm_source` (the
+    /// property on the customer's first touchpoint that has it), largest segments first.
+    #[arg(
+        long,
+        value_name = "trait.NAME|prop.NAME",
+        conflicts_with_all = ["compare", "compare_from", "compare_to", "compare_properties", "compare_traits"]
+    )]
+    pub breakdown_by: Option<String>,
+    /// Compare with another period: `previous-period` is as long as --from to --to, just
+    /// before --from.
+    #[arg(long, value_enum)]
+    pub compare: Option<CompareWith>,
+    /// Compare with the same report from this date or RFC 3339 time (instead of --from).
+    #[arg(long, value_name = "TIME")]
+    pub compare_from: Option<String>,
+    /// Compare with the same report up to this date or RFC 3339 time (instead of --to).
+    #[arg(long, value_name = "TIME")]
+    pub compare_to: Option<String>,
+    /// Compare with customers' touchpoints having this property value instead (repeat to AND):
+    /// `--compare-prop campaign=spring`.
+    #[arg(long = "compare-prop", value_name = "PROPERTY=VALUE")]
+    pub compare_properties: Vec<String>,
+    /// Compare with customers having this trait value instead (repeat to AND):
+    /// `--compare-trait persona=bargain`.
+    #[arg(long = "compare-trait", value_name = "TRAIT=VALUE")]
+    pub compare_traits: Vec<String>,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = TableFormat::Table)]
+    pub format: TableFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FunnelOrder {
+    /// Steps in order; other touchpoints may come between them.
+    Ordered,
+    /// Steps in order with nothing between them.
+    Strict,
+    /// Steps in any order: row k counts customers who did at least k of them.
+    Any,
+}
+
+/// The funnel itself, shared by `funnel` and `drop-off`.
+#[derive(Debug, Args, Clone)]
+pub struct FunnelFlags {
+    /// The funnel's touchpoints in order, comma-separated; narrow a step by properties with
+    /// `touchpoint[key=value;key2=value2]`.
+    #[arg(long, value_name = "TOUCHPOINT,...")]
+    pub steps: String,
+    /// How the steps must follow each other.
+    #[arg(long, value_enum, default_value_t = FunnelOrder::Ordered)]
+    pub order: FunnelOrder,
+    /// Longest time from the first step to the last: `30d`, `12h`, `90m`, `45s` (a bare number
+    /// is days).
+    #[arg(long, value_name = "DURATION")]
+    pub window: Option<String>,
+    /// Longest time since the previous step, one entry per step, the first empty: `,7d,30d`.
+    #[arg(long, value_name = "DURATIONS", allow_hyphen_values = true)]
+    pub step_windows: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FunnelArgs {
+    #[command(flatten)]
+    pub funnel: FunnelFlags,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DropOffArgs {
+    #[command(flatten)]
+    pub funnel: FunnelFlags,
+    /// Longest path shown after each step (1 to 10).
+    #[arg(long, default_value_t = 3)]
+    pub next_steps: usize,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TopPathsArgs {
+    /// Conversion touchpoint; adds each path's conversions and conversion rate.
+    #[arg(long)]
+    pub goal: Option<String>,
+    /// Cut each journey at its first goal step (needs --goal).
+    #[arg(long)]
+    pub up_to_goal: bool,
+    /// Merge consecutive repeats of the same touchpoint.
+    #[arg(long)]
+    pub collapse: bool,
+    /// Longest path in steps (0 to 50; default 10); longer paths are cut and marked.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Paths shown (1 to 1000; default 20); the rest are summed as (other).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InfluenceArgs {
+    /// The conversion touchpoint.
+    #[arg(long, default_value = "purchase")]
+    pub goal: String,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AttributeBy {
+    Touchpoint,
+    Channel,
+}
+
+#[derive(Debug, Args)]
+pub struct AttributionArgs {
+    /// The conversion touchpoint.
+    #[arg(long, default_value = "purchase")]
+    pub goal: String,
+    /// Credit touchpoints or their channels.
+    #[arg(long, value_enum, default_value_t = AttributeBy::Touchpoint)]
+    pub by: AttributeBy,
+    /// Time decay: a touch this many days before the conversion weighs half (default 7).
+    #[arg(long, value_name = "DAYS")]
+    pub half_life_days: Option<f64>,
+    /// Position based: first, middle and last shares summing to 1 (default 0.4,0.2,0.4).
+    #[arg(long, value_name = "FIRST,MIDDLE,LAST")]
+    pub position_weights: Option<String>,
+    /// Property of the conversion holding its value, e.g. `value`.
+    #[arg(long, value_name = "PROPERTY")]
+    pub value_property: Option<String>,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SalesCycleArgs {
+    /// The conversion touchpoint.
+    #[arg(long, default_value = "purchase")]
+    pub goal: String,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LeadsArgs {
+    /// Touchpoints that make a customer a lead, comma-separated (default form_submit,chat_started).
+    #[arg(long, value_name = "TOUCHPOINT,...")]
+    pub leads: Option<String>,
+    /// The conversion touchpoint.
+    #[arg(long, default_value = "purchase")]
+    pub goal: String,
+    /// A conversion this many days after the lead is in time (default 30).
+    #[arg(long, value_name = "DAYS")]
+    pub within_days: Option<f64>,
+    /// The moment the report is about, a date or RFC 3339 time (default now); later steps are
+    /// ignored.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub analyst: AnalystArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! The `scribble` command: runs the whole service in one process (`serve`, `demo`), or one
 //! scale-out process over Kafka and ClickHouse (`collector`, `worker`, `api`, `migrate`); loads
-//! exports (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`).
+//! exports (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`,
+//! and the analyst reports `funnel`, `drop-off`, `top-paths`, `influence`, `attribution`,
+//! `sales-cycle`, `leads`).
 
 mod cli;
 mod import;
@@ -41,6 +43,13 @@ fn run(command: cli::Command) -> anyhow::Result<()> {
         cli::Command::Paths(args) => report::paths(args),
         cli::Command::Metrics(args) => report::metrics(args),
         cli::Command::Journey(args) => report::journey(args),
+        cli::Command::Funnel(args) => report::funnel(args),
+        cli::Command::DropOff(args) => report::drop_off(args),
+        cli::Command::TopPaths(args) => report::top_paths(args),
+        cli::Command::Influence(args) => report::influence(args),
+        cli::Command::Attribution(args) => report::attribution(args),
+        cli::Command::SalesCycle(args) => report::sales_cycle(args),
+        cli::Command::Leads(args) => report::leads(args),
         cli::Command::Collector(args) => scale_out::collector(args),
         cli::Command::Worker(args) => scale_out::worker(args),
         cli::Command::Api(args) => scale_out::api(args),

@@ -1,5 +1,9 @@
 //! Report commands: call a running query API and print a readable table, or the graph as DOT or
-//! Mermaid for pasting into docs and notebooks.
+//! Mermaid for pasting into docs and notebooks. The analyst reports are in [`analyst`].
+
+mod analyst;
+
+pub use analyst::{attribution, drop_off, funnel, influence, leads, sales_cycle, top_paths};
 
 use anyhow::{bail, Context};
 use scribble_domain::render::human_duration;
@@ -44,15 +48,22 @@ fn filter_params(report: &ReportArgs) -> anyhow::Result<Vec<(String, String)>> {
     if let Some(to) = &report.to {
         params.push(("to".into(), to.clone()));
     }
-    for (prefix, pairs) in [("prop.", &report.properties), ("trait.", &report.traits)] {
-        for pair in pairs {
+    params.extend(pairs("prop.", &report.properties)?);
+    params.extend(pairs("trait.", &report.traits)?);
+    Ok(params)
+}
+
+/// `NAME=VALUE` flags as `<prefix>NAME=VALUE` query parameters.
+fn pairs(prefix: &str, flags: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    flags
+        .iter()
+        .map(|pair| {
             let (key, value) = pair
                 .split_once('=')
                 .with_context(|| format!("{pair:?}: write filters as NAME=VALUE"))?;
-            params.push((format!("{prefix}{key}"), value.to_owned()));
-        }
-    }
-    Ok(params)
+            Ok((format!("{prefix}{key}"), value.to_owned()))
+        })
+        .collect()
 }
 
 pub fn paths(args: PathsArgs) -> anyhow::Result<()> {

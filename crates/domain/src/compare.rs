@@ -3,7 +3,9 @@
 //! Generic over the report: it knows JSON, not funnels or attribution.
 //!
 //! The rules, applied from the top down:
-//! - Numbers become `b - a`: whole when both are whole, floating point otherwise.
+//! - Numbers become `b - a`: whole when both are whole, floating point otherwise. A field named
+//!   [`POSITION_FIELD`] is a row's position (funnel step 2), not a count: it is compared like a
+//!   label.
 //! - Equal strings, booleans and nulls are kept as they are, so labels stay readable.
 //! - Other values that differ (two strings, a null and a number, different kinds, arrays of
 //!   scalars) become `{"a": <a's value>, "b": <b's value>}`.
@@ -11,7 +13,7 @@
 //!   `{"missing_from": "b", "a": <value>}` (or the other way round).
 //! - Arrays of objects (report rows) are matched by identity, not position: an item's identity
 //!   is the first of the fields [`IDENTITY_FIELDS`] it has, together with its boolean fields (a
-//!   truncated path is another path than the whole one). Items with equal identities on one
+//!   truncated path is another path than the whole one) and its [`POSITION_FIELD`]. Items with equal identities on one
 //!   side match in order of appearance (a funnel may list a touchpoint twice). Matched items
 //!   recurse; an item only one side has appears as `{"missing_from": "b", "a": <item>}` (or the
 //!   other way round). Items come in `a`'s order, then `b`'s unmatched ones in `b`'s order.
@@ -28,6 +30,9 @@ use serde_json::{json, Map, Number, Value};
 /// per touchpoint, the name of an attribution row, the label of a funnel step or a bucket, the
 /// node and edge names of a path graph, the steps of a top path.
 pub const IDENTITY_FIELDS: [&str; 6] = ["touchpoint", "name", "label", "node", "edge", "steps"];
+
+/// The field holding a row's position (funnel and drop-off steps count from 1).
+pub const POSITION_FIELD: &str = "step";
 
 /// The difference from `a` to `b`, by the rules in the module docs.
 pub fn difference(a: &Value, b: &Value) -> Value {
@@ -68,6 +73,8 @@ fn object_difference(a: &Map<String, Value>, b: &Map<String, Value>) -> Value {
     let mut out = Map::new();
     for (key, a_value) in a {
         let change = match b.get(key) {
+            Some(b_value) if key == POSITION_FIELD && a_value == b_value => a_value.clone(),
+            Some(b_value) if key == POSITION_FIELD => json!({"a": a_value, "b": b_value}),
             Some(b_value) => difference(a_value, b_value),
             None => missing_from("b", a_value),
         };
@@ -99,6 +106,7 @@ fn identity(item: &Value) -> Option<Vec<&Value>> {
         .find_map(|&field| fields.get(field).filter(|value| is_name(value)))?;
     let mut identity = vec![name];
     identity.extend(fields.values().filter(|value| value.is_boolean()));
+    identity.extend(fields.get(POSITION_FIELD));
     Some(identity)
 }
 
@@ -307,6 +315,39 @@ mod tests {
                 {"steps": ["ad", "site"], "truncated": true, "customers": 1},
                 {"missing_from": "a", "b": {"steps": ["site"], "truncated": false, "customers": 1}},
             ])
+        );
+    }
+
+    #[test]
+    fn funnel_steps_keep_their_number_and_match_by_it() {
+        let a = json!({"customers": 5, "steps": [
+            {"step": 1, "label": "site_visit", "entered": 5},
+            {"step": 2, "label": "purchase", "entered": 2},
+        ]});
+        let b = json!({"customers": 4, "steps": [
+            {"step": 1, "label": "site_visit", "entered": 4},
+            {"step": 2, "label": "purchase", "entered": 3},
+        ]});
+        assert_eq!(
+            difference(&a, &b),
+            json!({"customers": -1, "steps": [
+                {"step": 1, "label": "site_visit", "entered": -1},
+                {"step": 2, "label": "purchase", "entered": 1},
+            ]})
+        );
+        // The same label at another step is another row.
+        let a = json!([{"step": 1, "label": "x", "n": 1}]);
+        let b = json!([{"step": 2, "label": "x", "n": 1}]);
+        assert_eq!(
+            difference(&a, &b),
+            json!([
+                {"missing_from": "b", "a": {"step": 1, "label": "x", "n": 1}},
+                {"missing_from": "a", "b": {"step": 2, "label": "x", "n": 1}},
+            ])
+        );
+        assert_eq!(
+            difference(&json!({"step": 1}), &json!({"step": 3})),
+            json!({"step": {"a": 1, "b": 3}})
         );
     }
 

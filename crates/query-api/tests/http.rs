@@ -1313,7 +1313,11 @@ async fn segment_comparison_differences_are_b_minus_a() {
     assert_eq!(difference["customers"], -2);
     assert_eq!(difference["order"], "ordered", "equal values are kept");
     let first = &difference["steps"][0];
-    assert_eq!(first["label"], "site_visit");
+    assert_eq!(
+        (&first["step"], &first["label"]),
+        (&json!(1), &json!("site_visit")),
+        "kept"
+    );
     assert_eq!(
         (&first["entered"], &first["converted"], &first["dropped"]),
         (&json!(-2), &json!(-1), &json!(-1))

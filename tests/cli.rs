@@ -244,11 +244,14 @@ fn report_commands_print_graphs_metrics_and_journeys() {
 fn report_commands_fail_on_a_bad_read_key() {
     let (_guard, server) = server_with_journeys();
     let bad = report_args(&server, "not-the-read-key");
-    let commands: [&[&str]; 4] = [
+    let commands: [&[&str]; 7] = [
         &["paths"],
         &["paths", "--format", "mermaid"],
         &["metrics"],
         &["journey", "ann"],
+        &["funnel", "--steps", "site_visit,purchase"],
+        &["top-paths", "--format", "csv"],
+        &["attribution", "--format", "json"],
     ];
     for command in commands {
         let output = scribble(&[command, &bad[..]].concat());
@@ -263,6 +266,391 @@ fn report_commands_fail_on_a_bad_read_key() {
             "{command:?} printed a report"
         );
     }
+}
+
+/// A server for the analyst reports, three customers (day, time):
+///
+/// ```text
+/// ann  (persona researcher)  ad_click 10-01 09:00, site_visit 10-01 09:05, purchase 10-02 09:00 (value 40)
+/// bob  (cookie-b, no traits) site_visit 10-01 10:00, email_open 10-01 10:30
+/// cara (persona bargain)     email_open 10-03 09:00, site_visit 10-03 09:10, purchase 10-04 09:10 (value 60)
+/// ```
+fn server_for_analysts() -> (tempfile::TempDir, Server) {
+    let (guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let t = |at: &str, touchpoint: &str, who: (&str, &str)| json!({"timestamp": at, "touchpoint": touchpoint, who.0: who.1});
+    let mut ann_purchase = t("2026-10-02T09:00:00Z", "purchase", ("user_id", "ann"));
+    ann_purchase["properties"] = json!({"value": 40});
+    let mut cara_purchase = t("2026-10-04T09:10:00Z", "purchase", ("user_id", "cara"));
+    cara_purchase["properties"] = json!({"value": 60});
+    let identify = |user: &str, persona: &str| json!({"type": "identify", "timestamp": "2026-10-01T00:00:00Z", "user_id": user, "traits": {"persona": persona}});
+    let batch = json!({"batch": [
+        t("2026-10-01T09:00:00Z", "ad_click", ("user_id", "ann")),
+        t("2026-10-01T09:05:00Z", "site_visit", ("user_id", "ann")),
+        ann_purchase,
+        identify("ann", "researcher"),
+        t("2026-10-01T10:00:00Z", "site_visit", ("anonymous_id", "cookie-b")),
+        t("2026-10-01T10:30:00Z", "email_open", ("anonymous_id", "cookie-b")),
+        t("2026-10-03T09:00:00Z", "email_open", ("user_id", "cara")),
+        t("2026-10-03T09:10:00Z", "site_visit", ("user_id", "cara")),
+        cara_purchase,
+        identify("cara", "bargain"),
+    ]});
+    let (status, reply) = server.post_events(&batch);
+    assert_eq!(status, 200, "{reply}");
+    server.wait_until("/v1/touchpoints", |body| body["events"] == 8);
+    server.wait_until("/v1/touchpoints?trait.persona=bargain", |body| {
+        body["customers"] == 1
+    });
+    (guard, server)
+}
+
+/// The whitespace-separated fields of the line of `table` starting with `first`.
+fn row<'a>(table: &'a str, first: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|line| line.starts_with(first))
+        .unwrap_or_else(|| panic!("no line starting with {first:?}:\n{table}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[test]
+fn analyst_commands_print_tables_and_the_apis_csv() {
+    let (_guard, server) = server_for_analysts();
+    let api = report_args(&server, READ_KEY);
+    let run = |args: &[&str]| success(scribble(&[args, &api[..]].concat()));
+
+    // Everyone visits; Ann buys 23h55m after her visit, Cara 24h after hers.
+    let funnel = run(&["funnel", "--steps", "site_visit,purchase"]);
+    assert_eq!(
+        funnel.lines().next(),
+        Some("3 customers, ordered funnel"),
+        "{funnel}"
+    );
+    assert_eq!(
+        row(&funnel, "1. site_visit"),
+        [
+            "1.",
+            "site_visit",
+            "3",
+            "2",
+            "1",
+            "100.0%",
+            "100.0%",
+            "-",
+            "-"
+        ]
+    );
+    assert_eq!(
+        row(&funnel, "2. purchase"),
+        ["2.", "purchase", "2", "2", "0", "66.7%", "66.7%", "24.0h", "24.0h"]
+    );
+    let csv = run(&[
+        "funnel",
+        "--steps",
+        "site_visit,purchase",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        csv,
+        "step,label,entered,converted,dropped,conversion_from_previous,conversion_from_first,median_seconds_to_convert,p90_seconds_to_convert\r\n\
+         1,site_visit,3,2,1,1,1,,\r\n\
+         2,purchase,2,2,0,0.6666666666666666,0.6666666666666666,86250,86370\r\n"
+    );
+    // Within a day from visit to purchase Cara's exactly 24 hours still count; within 23h59m
+    // only Ann's.
+    let window = run(&[
+        "funnel",
+        "--steps",
+        "site_visit,purchase",
+        "--window",
+        "1439m",
+    ]);
+    assert_eq!(row(&window, "2. purchase")[2], "1", "{window}");
+
+    // Ann's 40 after ad and visit, Cara's 60 after email and visit.
+    let attribution = run(&["attribution", "--value-property", "value"]);
+    assert_eq!(
+        attribution.lines().next(),
+        Some("2 conversions of purchase by touchpoint, value 100"),
+        "{attribution}"
+    );
+    // name, first touch, last touch, linear (then time decay, position, data-driven).
+    assert_eq!(row(&attribution, "ad_click")[1..4], ["1", "0", "0.5"]);
+    assert_eq!(row(&attribution, "site_visit")[1..4], ["0", "2", "1"]);
+    let values = attribution
+        .split("\nvalue")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{attribution}"));
+    assert_eq!(row(values, "email_open")[1..4], ["60", "0", "30"]);
+    let csv = run(&["attribution", "--by", "channel", "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with(
+            "name,removal_effect,first_touch_conversions,first_touch_value,last_touch_conversions"
+        ),
+        "{csv}"
+    );
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names, ["ads", "email", "web"]);
+    assert_eq!(
+        lines[3].split(',').nth(4),
+        Some("2"),
+        "the web gets both last touches: {csv}"
+    );
+
+    let top = run(&["top-paths", "--goal", "purchase"]);
+    assert_eq!(
+        top.lines().next(),
+        Some("3 customers, 2 converted to purchase"),
+        "{top}"
+    );
+    assert_eq!(
+        row(&top, "ad_click"),
+        [
+            "ad_click",
+            ">",
+            "site_visit",
+            ">",
+            "purchase",
+            "1",
+            "1",
+            "100.0%"
+        ]
+    );
+    assert_eq!(
+        row(&top, "site_visit"),
+        ["site_visit", ">", "email_open", "1", "0", "0.0%"]
+    );
+    // Cut at one step and limited to one path: the other two are summed.
+    let cut = run(&["top-paths", "--steps", "1", "--limit", "1"]);
+    assert_eq!(
+        row(&cut, "ad_click"),
+        ["ad_click", ">", "...", "1", "-", "-"]
+    );
+    assert_eq!(
+        row(&cut, "(other"),
+        ["(other:", "2", "paths)", "2", "-", "-"]
+    );
+    let csv = run(&["top-paths", "--goal", "purchase", "--format", "csv"]);
+    assert_eq!(
+        csv,
+        "path,steps,truncated,customers,conversions,conversion_rate\r\n\
+         ad_click > site_visit > purchase,3,false,1,1,1\r\n\
+         email_open > site_visit > purchase,3,false,1,1,1\r\n\
+         site_visit > email_open,2,false,1,0,0\r\n"
+    );
+
+    // The other reports, a line each.
+    let drop_off = run(&["drop-off", "--steps", "site_visit,purchase"]);
+    assert!(
+        drop_off.starts_with("1. site_visit: 1 dropped, 0 of them ended there"),
+        "{drop_off}"
+    );
+    assert_eq!(row(&drop_off, "  1. email_open"), ["1.", "email_open", "1"]);
+    let influence = run(&["influence"]);
+    assert_eq!(
+        influence.lines().next(),
+        Some("3 customers, 2 converted to purchase (66.7%)"),
+        "{influence}"
+    );
+    let cycle = run(&["sales-cycle"]);
+    assert_eq!(
+        cycle.lines().next(),
+        Some("2 of 3 customers converted to purchase"),
+        "{cycle}"
+    );
+    // Ann exactly a day after her first touch, Cara a day and ten minutes: not "same day".
+    assert_eq!(
+        row(&cycle, "within a week"),
+        ["within", "a", "week", "2", "100.0%"]
+    );
+    let leads = run(&[
+        "leads",
+        "--leads",
+        "site_visit",
+        "--within-days",
+        "1",
+        "--as-of",
+        "2026-10-10",
+    ]);
+    assert_eq!(
+        row(&leads, "converted in time"),
+        ["converted", "in", "time", "2"]
+    );
+    assert_eq!(row(&leads, "zombies"), ["zombies", "(went", "cold)", "1"]);
+}
+
+#[test]
+fn analyst_commands_compare_two_segments_and_break_down_by_a_trait() {
+    let (_guard, server) = server_for_analysts();
+    let api = report_args(&server, READ_KEY);
+    let run = |args: &[&str]| success(scribble(&[args, &api[..]].concat()));
+
+    // Everyone against the bargain hunters (Cara).
+    let compare = [
+        "funnel",
+        "--steps",
+        "site_visit,purchase",
+        "--compare-trait",
+        "persona=bargain",
+    ];
+    let table = run(&compare);
+    let sections: Vec<&str> = table.split("== ").skip(1).collect();
+    assert_eq!(sections.len(), 3, "{table}");
+    assert!(
+        sections[0].starts_with("a: everything ==\n3 customers"),
+        "{table}"
+    );
+    assert!(
+        sections[1].starts_with("b: trait persona=bargain ==\n1 customers"),
+        "{table}"
+    );
+    assert!(
+        sections[2].starts_with("difference (b - a) ==\n-2 customers"),
+        "{table}"
+    );
+    assert_eq!(row(sections[2], "1. site_visit")[2..5], ["-2", "-1", "-1"]);
+    assert_eq!(
+        row(sections[2], "2. purchase")[2..6],
+        ["-1", "-1", "0", "33.3%"]
+    );
+    let json: Value =
+        serde_json::from_str(&run(&[&compare[..], &["--format", "json"]].concat())).unwrap();
+    assert_eq!(json["difference"]["customers"], -2);
+    assert_eq!(json["b"]["filter"]["traits"], json!({"persona": "bargain"}));
+    let csv = run(&[&compare[..], &["--format", "csv"]].concat());
+    let sides: Vec<&str> = csv.lines().skip(1).map(|line| &line[..1]).collect();
+    assert_eq!(sides, ["a", "a", "b", "b"], "{csv}");
+
+    // The previous two days: Ann's ad and visit and Bob's visit and email.
+    let previous = run(&[
+        "top-paths",
+        "--from",
+        "2026-10-03",
+        "--to",
+        "2026-10-05",
+        "--compare",
+        "previous-period",
+    ]);
+    assert!(
+        previous.contains("== b: from 2026-10-01, to 2026-10-03 =="),
+        "{previous}"
+    );
+    assert!(
+        previous.contains("ad_click > site_visit > purchase (only in b)"),
+        "{previous}"
+    );
+
+    let breakdown = run(&[
+        "funnel",
+        "--steps",
+        "site_visit,purchase",
+        "--breakdown-by",
+        "trait.persona",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        breakdown.split("\r\n").collect::<Vec<_>>(),
+        [
+            "segment,step,label,entered,converted,dropped,conversion_from_previous,conversion_from_first,median_seconds_to_convert,p90_seconds_to_convert",
+            "(none),1,site_visit,1,0,1,1,1,,",
+            "(none),2,purchase,0,0,0,0,0,,",
+            "bargain,1,site_visit,1,1,0,1,1,,",
+            "bargain,2,purchase,1,1,0,1,1,86400,86400",
+            "researcher,1,site_visit,1,1,0,1,1,,",
+            "researcher,2,purchase,1,1,0,1,1,86100,86100",
+            "",
+        ]
+    );
+    let table = run(&["sales-cycle", "--breakdown-by", "trait.persona"]);
+    let headings: Vec<&str> = table
+        .lines()
+        .filter(|line| line.starts_with("== "))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "== trait.persona = (none) (1 customers) ==",
+            "== trait.persona = bargain (1 customers) ==",
+            "== trait.persona = researcher (1 customers) ==",
+        ]
+    );
+}
+
+#[test]
+fn analyst_commands_teach_with_examples_and_relay_the_apis_refusals() {
+    for command in [
+        "funnel",
+        "drop-off",
+        "top-paths",
+        "influence",
+        "attribution",
+        "sales-cycle",
+        "leads",
+    ] {
+        let help = success(scribble(&[command, "--help"]));
+        assert!(
+            help.contains(&format!("Example: scribble {command} ")),
+            "{command}:\n{help}"
+        );
+        for flag in [
+            "--breakdown-by",
+            "--compare",
+            "--compare-from",
+            "--compare-to",
+            "--compare-prop",
+            "--compare-trait",
+            "--format",
+            "--prop",
+            "--trait",
+            "--from",
+            "--to",
+        ] {
+            assert!(help.contains(flag), "{command} --help lacks {flag}");
+        }
+    }
+    let (_guard, server) = server_for_analysts();
+    let api = report_args(&server, READ_KEY);
+    let refused = failure(
+        &[
+            &[
+                "funnel",
+                "--steps",
+                "site_visit,purchase",
+                "--window",
+                "soon",
+            ],
+            &api[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        refused.contains("400") && refused.contains("window: must be a duration"),
+        "{refused}"
+    );
+    let refused = failure(&[&["leads", "--leads", "purchase"], &api[..]].concat());
+    assert!(
+        refused.contains("goal: purchase is also in leads"),
+        "{refused}"
+    );
+    // A breakdown and a comparison together are refused before asking the API.
+    let both = failure(&[
+        "sales-cycle",
+        "--breakdown-by",
+        "trait.persona",
+        "--compare-trait",
+        "persona=x",
+        "--api",
+        "http://127.0.0.1:1",
+    ]);
+    assert!(both.contains("cannot be used with"), "{both}");
 }
 
 #[test]

@@ -552,6 +552,28 @@ fn hiding_ranking(rows: &[EdgeRow], codes: &LabelCodes, top_n: usize) -> Option<
     (kept.len() < labels).then(|| kept.into_iter().collect())
 }
 
+/// Per path, the label before each step (`0` before the first) and the time before each step
+/// (the step's own for the first), built without lambdas reading whole arrays: ClickHouse 18.16
+/// copies an array into every element of a lambda that reads it by index.
+const PREVIOUS_SQL: &str = "arrayPushFront(arrayPopBack(path), toUInt64(0)) AS previous,
+    arrayPushFront(arrayPopBack(path_times), path_times[1]) AS previous_times";
+
+/// The outer part of both views' edge queries: over `transitions` with columns `step`, `from`,
+/// `to`, `timed` and `seconds`, the edge rows in [`EdgeRow`] order. The exact median averages
+/// the two middle values: `quantileExact(0.5)` gives the upper one, and the same of the negated
+/// values gives the lower one negated.
+fn edge_rows_sql(transitions: &str, customers: &str, first_visits: &str) -> String {
+    format!(
+        "SELECT step, from_code, to_code, count() AS transitions,
+                {customers} AS customers, {first_visits} AS first_visits,
+                (quantileExactIf(0.5)(seconds, timed = 1)
+                    - quantileExactIf(0.5)(-seconds, timed = 1)) / 2 AS median_seconds,
+                toUInt8(countIf(timed = 1) > 0) AS timed_edge
+         FROM ({transitions})
+         GROUP BY step, from_code, to_code"
+    )
+}
+
 /// SQL counting the state view's edges: `step` is 0, `from` 0 is the start node.
 fn state_edges_sql(paths_sql: &str, codes: &LabelCodes, options: &PathOptions) -> String {
     let end = codes.end();
@@ -562,31 +584,22 @@ fn state_edges_sql(paths_sql: &str, codes: &LabelCodes, options: &PathOptions) -
     let ending = format!(
         "arrayFilter((x, ended) -> {ends}, [(path[length(path)], toUInt64({end}), toUInt8(0), 0., toUInt8(1), toUInt8(1))], [over])"
     );
-    format!(
-        "SELECT step, from_code, to_code, transitions, customers, first_visits,
-                if(length(seconds) = 0, 0., (seconds[intDiv(length(seconds) + 1, 2)] + seconds[intDiv(length(seconds), 2) + 1]) / 2),
-                toUInt8(length(seconds) > 0)
-         FROM (
-         SELECT toUInt64(0) AS step, transition.1 AS from_code, transition.2 AS to_code, count() AS transitions,
-                sum(transition.5) AS customers, sum(transition.6) AS first_visits,
-                arraySort(groupArrayIf(transition.4, transition.3 = 1)) AS seconds
+    let transitions = format!(
+        "SELECT toUInt64(0) AS step, transition.1 AS from_code, transition.2 AS to_code,
+                transition.3 AS timed, transition.4 AS seconds,
+                transition.5 AS edge_visit, transition.6 AS node_visit
          FROM (
             SELECT arrayJoin(arrayConcat(
-                arrayMap((i, unused_path, unused_times, unused_pairs) -> (
-                    if(i = 1, toUInt64(0), path[i - 1]),
-                    path[i],
-                    toUInt8(i > 1),
-                    if(i = 1, 0., (path_times[i] - path_times[i - 1]) / 1000),
-                    toUInt8(indexOf(pairs, pairs[i]) = i),
-                    toUInt8(indexOf(path, path[i]) = i)),
-                  arrayEnumerate(path), path, path_times, pairs),
+                arrayMap((source, target, at, previous_at, i, edge_rank, node_rank) -> (
+                    source, target, toUInt8(i > 1), (at - previous_at) / 1000,
+                    toUInt8(edge_rank = 1), toUInt8(node_rank = 1)),
+                  previous, path, path_times, previous_times, arrayEnumerate(path),
+                  arrayEnumerateUniq(arrayMap((source, target) -> source * {pair_base} + target, previous, path)),
+                  arrayEnumerateUniq(path)),
                 {ending})) AS transition
-            FROM (
-                SELECT path, path_times, over,
-                       arrayMap(i -> if(i = 1, toUInt64(0), path[i - 1]) * {pair_base} + path[i], arrayEnumerate(path)) AS pairs
-                FROM ({paths_sql})))
-         GROUP BY from_code, to_code)"
-    )
+            FROM (SELECT path, path_times, over, {PREVIOUS_SQL} FROM ({paths_sql})))"
+    );
+    edge_rows_sql(&transitions, "sum(edge_visit)", "sum(node_visit)")
 }
 
 /// SQL counting the positional view's edges: `step` is the step of `to`, `from` 0 marks the
@@ -619,8 +632,8 @@ fn positional_edges_sql(
             )
         }
     };
-    let from = shown("path[i - 1]", "first_step + i - 2");
-    let to = shown("path[i]", "first_step + i - 1");
+    let from = shown("previous_label", "path_start + i - 2");
+    let to = shown("label", "path_start + i - 1");
     let drops = if options.drop_offs && options.end.is_none() {
         format!("length(path) < {max}")
     } else {
@@ -631,27 +644,25 @@ fn positional_edges_sql(
         last = shown("path[length(path)]", "first_step + length(path) - 1"),
         drop_off = codes.drop_off(),
     );
-    format!(
-        "SELECT step, from_code, to_code, transitions, customers, first_visits,
-                if(length(seconds) = 0, 0., (seconds[intDiv(length(seconds) + 1, 2)] + seconds[intDiv(length(seconds), 2) + 1]) / 2),
-                toUInt8(length(seconds) > 0)
-         FROM (
-         SELECT transition.1 AS step, transition.2 AS from_code, transition.3 AS to_code, count() AS transitions,
-                count() AS customers, count() AS first_visits,
-                arraySort(groupArrayIf(transition.5, transition.4 = 1)) AS seconds
+    let transitions = format!(
+        "SELECT transition.1 AS step, transition.2 AS from_code, transition.3 AS to_code,
+                transition.4 AS timed, transition.5 AS seconds
          FROM (
             SELECT arrayJoin(arrayConcat(
-                arrayMap((i, unused_path, unused_times, unused_first) -> (
-                    toUInt64(first_step + i - 1),
+                arrayMap((previous_label, label, at, previous_at, i, path_start) -> (
+                    toUInt64(path_start + i - 1),
                     if(i = 1, toUInt64(0), {from}),
                     {to},
                     toUInt8(i > 1),
-                    if(i = 1, 0., (path_times[i] - path_times[i - 1]) / 1000)),
-                  arrayEnumerate(path), path, path_times, replicate(first_step, path)),
+                    (at - previous_at) / 1000),
+                  previous, path, path_times, previous_times, arrayEnumerate(path),
+                  replicate(first_step, path)),
                 {ending})) AS transition
-            FROM (SELECT path, path_times, over, {first_step} AS first_step FROM ({paths_sql})))
-         GROUP BY step, from_code, to_code)"
-    )
+            FROM (SELECT path, path_times, over, {first_step} AS first_step, {PREVIOUS_SQL}
+                  FROM ({paths_sql})))"
+    );
+    // A positional path passes each (step, label) once, so every transition is a customer.
+    edge_rows_sql(&transitions, "count()", "count()")
 }
 
 /// The graph of counted edge rows: nodes are summed from the edges into them.

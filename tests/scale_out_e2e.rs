@@ -84,9 +84,28 @@ fn scale_out_answers_equal_the_embedded_answers() {
         "/v1/customers/cust-3/journey",
         "/v1/customers/crm-5/journey",
     ];
-    for report in reports {
+    // The analyst reports, each of which must answer (not just fail alike), with a breakdown and
+    // two comparisons.
+    let analyst_reports = [
+        "/v1/funnel?steps=site_visit,form_submit,purchase&window=30d",
+        "/v1/funnel?steps=ad_click,site_visit%5Butm_medium%3Demail%5D,purchase&order=any",
+        "/v1/drop-off?steps=ad_click,site_visit,purchase&next_steps=2",
+        "/v1/top-paths?goal=purchase&up_to_goal=true&collapse=true&limit=10",
+        "/v1/influence?goal=purchase&trait.persona=researcher",
+        "/v1/attribution?goal=purchase&value_property=value&by=channel",
+        "/v1/sales-cycle?goal=purchase&from=2026-01-10",
+        "/v1/leads?as_of=2026-02-15&within_days=14",
+        "/v1/funnel?steps=site_visit,purchase&breakdown_by=trait.persona",
+        "/v1/sales-cycle?breakdown_by=prop.utm_source",
+        "/v1/top-paths?from=2026-01-20&to=2026-02-10&compare=previous_period&steps=4",
+        "/v1/attribution?compare.trait.persona=researcher&compare.from=2026-01-15",
+    ];
+    for report in reports.iter().chain(&analyst_reports) {
         let (embedded_status, embedded_answer) = embedded.get(report);
         let (scale_out_status, scale_out_answer) = scale_out.get(report);
+        if analyst_reports.contains(report) {
+            assert_eq!(embedded_status, 200, "{report}: {embedded_answer}");
+        }
         assert_eq!(
             embedded_status, scale_out_status,
             "{report}: {embedded_answer} vs {scale_out_answer}"
@@ -101,4 +120,18 @@ fn scale_out_answers_equal_the_embedded_answers() {
         state["customers"].as_u64().unwrap() > 400,
         "the comparison ran over real data: {state}"
     );
+    let (_, by_persona) =
+        scale_out.get("/v1/funnel?steps=site_visit,purchase&breakdown_by=trait.persona");
+    assert!(
+        by_persona["segments"].as_array().unwrap().len() > 3,
+        "the breakdown found several personas: {by_persona}"
+    );
+    let (_, periods) = scale_out
+        .get("/v1/top-paths?from=2026-01-20&to=2026-02-10&compare=previous_period&steps=4");
+    for side in ["a", "b"] {
+        assert!(
+            periods[side]["report"]["customers"].as_u64().unwrap() > 50,
+            "side {side} of the comparison has customers: {periods}"
+        );
+    }
 }

@@ -44,6 +44,17 @@ pub trait JourneyStore: Send + Sync {
         filter: &JourneyFilter,
     ) -> Result<JourneySet, StoreError>;
 
+    /// [`journeys`](Self::journeys), for reports that read no step property: the steps may come
+    /// without their properties (every [`JourneySet::property`] is then `None`), which lets a
+    /// store build the set where the data lives. The journeys themselves are the same.
+    async fn journeys_without_properties(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+    ) -> Result<JourneySet, StoreError> {
+        self.journeys(project, filter).await
+    }
+
     /// The journeys of `project` that pass `filter`, split into segments by `dimension`, as
     /// [`JourneyBook::segments`](scribble_domain::stitch::JourneyBook::segments) defines them.
     async fn segments(

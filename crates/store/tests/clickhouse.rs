@@ -206,6 +206,11 @@ async fn assert_same_answers(
         let actual = clickhouse.journeys(project, &filter).await.unwrap();
         assert_eq!(actual.event_count(), expected.event_count(), "{name}");
         assert_eq!(named(&actual), named(&expected), "{name}");
+        let compact = clickhouse
+            .journeys_without_properties(project, &filter)
+            .await
+            .unwrap();
+        assert_eq!(named(&compact), named(&expected), "{name}, without properties");
         let collapsed = PathOptions {
             collapse_repeats: true,
             top_n: Some(2),

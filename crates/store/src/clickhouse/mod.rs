@@ -33,6 +33,7 @@ use crate::{JourneyStore, StoreError};
 
 mod fragments;
 mod identities;
+mod journeys;
 mod paths;
 
 /// Where the ClickHouse store lives.
@@ -345,6 +346,17 @@ impl JourneyStore for ClickHouseStore {
         let rows = self.rows(project, filter.from_ms, filter.to_ms).await?;
         let filter = filter.clone();
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.journeys(&filter))).await?
+    }
+
+    async fn journeys_without_properties(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+    ) -> Result<JourneySet, StoreError> {
+        match self.compact_journeys(project, filter).await? {
+            Some(set) => Ok(set),
+            None => self.journeys(project, filter).await,
+        }
     }
 
     async fn segments(

@@ -31,10 +31,13 @@ use crate::StoreError;
 
 /// Labels of one report by number: `0` is the virtual start (or "no previous step"), `1..=real`
 /// the touchpoints (or touchpoint-channel pairs), then the virtual end, drop-off and other.
-struct LabelCodes {
-    touchpoints: Vec<String>,
+///
+/// A touchpoint's sort key packs, from the high bits down: its time since `first_ms`
+/// (`time_bits`), its label number (`code_bits`), and the low bits of its event-id hash.
+pub(super) struct LabelCodes {
+    pub(super) touchpoints: Vec<String>,
     /// With a channel breakdown, the channels; empty otherwise.
-    channels: Vec<String>,
+    pub(super) channels: Vec<String>,
     time_bits: u32,
     code_bits: u32,
     first_ms: i64,
@@ -84,8 +87,25 @@ impl LabelCodes {
     fn other(&self) -> u64 {
         self.real() + 3
     }
-    fn hash_bits(&self) -> u32 {
+    pub(super) fn hash_bits(&self) -> u32 {
         64 - self.time_bits - self.code_bits
+    }
+
+    /// A packed key's time (epoch ms) and label number.
+    pub(super) fn unpack(&self, key: u64) -> (i64, u64) {
+        let hash_bits = self.hash_bits();
+        let label = (key >> hash_bits) & ((1u64 << self.code_bits) - 1);
+        let time = (key >> (hash_bits + self.code_bits)) as i64 + self.first_ms;
+        (time, label)
+    }
+
+    /// The touchpoint and channel indexes of a real label number of a channel breakdown.
+    pub(super) fn touchpoint_and_channel(&self, label: u64) -> (usize, usize) {
+        let per_touchpoint = self.channels.len().max(1) as u64;
+        (
+            ((label - 1) / per_touchpoint) as usize,
+            ((label - 1) % per_touchpoint) as usize,
+        )
     }
 
     /// The number of touchpoint `name` (from 1), as anchors compare it.
@@ -104,13 +124,8 @@ impl LabelCodes {
             code if code == self.other() => OTHER.to_owned(),
             code if self.channels.is_empty() => self.touchpoints[code as usize - 1].clone(),
             code => {
-                let per_touchpoint = self.channels.len() as u64;
-                let (touchpoint, channel) =
-                    ((code - 1) / per_touchpoint, (code - 1) % per_touchpoint);
-                format!(
-                    "{} ({})",
-                    self.touchpoints[touchpoint as usize], self.channels[channel as usize]
-                )
+                let (touchpoint, channel) = self.touchpoint_and_channel(code);
+                format!("{} ({})", self.touchpoints[touchpoint], self.channels[channel])
             }
         }
     }
@@ -252,7 +267,7 @@ impl ClickHouseStore {
     }
 
     /// The labels and time span of the touchpoints `source` reads; `None` when there are none.
-    async fn label_codes(
+    pub(super) async fn label_codes(
         &self,
         source: &Source,
         breakdown: Breakdown,
@@ -347,18 +362,17 @@ impl ClickHouseStore {
         ))
     }
 
-    /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
-    /// ms) and `over` (whether the path ends where the customer's journey does).
-    #[allow(clippy::too_many_arguments)]
-    fn paths_sql(
+    /// SQL with one row per customer of the touchpoints `source` reads: `customer_hash`, with
+    /// `with_name` the customer's id as `customer_name`, and `keys`, every touchpoint packed as
+    /// [`LabelCodes`] describes, sorted. Equal keys are one event stored twice (an unmerged
+    /// replay, or an older fragment row) and count once.
+    pub(super) fn customer_keys_sql(
         &self,
         project: &str,
         filter: &JourneyFilter,
         source: &Source,
         codes: &LabelCodes,
-        start: Option<u64>,
-        end: Option<u64>,
-        options: &PathOptions,
+        with_name: bool,
     ) -> String {
         let hash_bits = codes.hash_bits();
         let shift = hash_bits + codes.code_bits;
@@ -376,11 +390,14 @@ impl ClickHouseStore {
              FROM {{db}}.identity_overrides WHERE project = {project} GROUP BY identity"
         ));
         let trait_filter = self.trait_filter_sql(&project, &overrides, filter);
-        // Per customer, the sorted keys of every touchpoint; equal keys are one event stored
-        // twice (an unmerged replay, or an older fragment row) and count once.
-        let keys_sql = match source {
+        let grouped = if with_name {
+            "any(customer) AS customer_name, "
+        } else {
+            ""
+        };
+        match source {
             Source::Events { where_sql } => self.sql(&format!(
-                "SELECT cityHash64(customer) AS customer_hash, arrayDistinct(arraySort(groupArray(key))) AS keys
+                "SELECT cityHash64(customer) AS customer_hash, {grouped}arrayDistinct(arraySort(groupArray(key))) AS keys
                  FROM (
                     SELECT if(resolved = '', identity, resolved) AS customer, key
                     FROM (
@@ -416,7 +433,7 @@ impl ClickHouseStore {
                     );
                 }
                 self.sql(&format!(
-                    "SELECT cityHash64(customer) AS customer_hash,
+                    "SELECT cityHash64(customer) AS customer_hash, {grouped}
                             arrayDistinct(arraySort(groupArrayArray(fragment_keys))) AS keys
                      FROM (
                         SELECT if(resolved = '', identity, resolved) AS customer, fragment_keys
@@ -428,7 +445,25 @@ impl ClickHouseStore {
                      GROUP BY customer_hash"
                 ))
             }
-        };
+        }
+    }
+
+    /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
+    /// ms) and `over` (whether the path ends where the customer's journey does).
+    #[allow(clippy::too_many_arguments)]
+    fn paths_sql(
+        &self,
+        project: &str,
+        filter: &JourneyFilter,
+        source: &Source,
+        codes: &LabelCodes,
+        start: Option<u64>,
+        end: Option<u64>,
+        options: &PathOptions,
+    ) -> String {
+        let hash_bits = codes.hash_bits();
+        let shift = hash_bits + codes.code_bits;
+        let keys_sql = self.customer_keys_sql(project, filter, source, codes, false);
         let code_mask = (1u64 << codes.code_bits) - 1;
         let max = options.max_steps;
         // Without anchors or collapsing, a path is the journey's first `max` steps: decode only
@@ -489,7 +524,7 @@ impl ClickHouseStore {
 
 /// Where a report reads its touchpoints: the journey fragments, or the raw events when a
 /// property filter needs each event's properties (fragments do not keep them).
-enum Source {
+pub(super) enum Source {
     Fragments {
         project: String,
         from_ms: Option<i64>,
@@ -501,7 +536,7 @@ enum Source {
 }
 
 impl Source {
-    fn of(project: &str, filter: &JourneyFilter) -> Self {
+    pub(super) fn of(project: &str, filter: &JourneyFilter) -> Self {
         if filter.properties.is_empty() {
             Self::Fragments {
                 project: project.to_owned(),

@@ -234,9 +234,21 @@ fn marked(item: &Value, marker: &str) -> Value {
     item
 }
 
+/// A value a comparison changed (`{"a": .., "b": ..}`) as `a -> b`, each side by `format`.
+fn changed(value: &Value, format: fn(&Value) -> String) -> Option<String> {
+    let fields = value.as_object()?;
+    match (fields.get("a"), fields.get("b")) {
+        (Some(a), Some(b)) if fields.len() == 2 => Some(format!("{} -> {}", format(a), format(b))),
+        _ => None,
+    }
+}
+
 /// A value as a table cell: whole numbers as they are, others to 3 decimals, null as `-`, and a
-/// value a comparison changed (`{"a": .., "b": ..}`) as `a -> b`.
+/// value a comparison changed as `a -> b`.
 fn cell(value: &Value) -> String {
+    if let Some(change) = changed(value, cell) {
+        return change;
+    }
     match value {
         Value::Null => "-".to_owned(),
         Value::String(text) => text.clone(),
@@ -244,9 +256,6 @@ fn cell(value: &Value) -> String {
             Some(whole) => whole.to_string(),
             None => decimal(number.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::Object(fields) if fields.len() == 2 && fields.contains_key("a") => {
-            format!("{} -> {}", cell(&fields["a"]), cell(&fields["b"]))
-        }
         other => other.to_string(),
     }
 }
@@ -261,6 +270,9 @@ fn decimal(number: f64) -> String {
 
 /// A share (0.25) as a percentage (`25.0%`).
 fn percent(value: &Value) -> String {
+    if let Some(change) = changed(value, percent) {
+        return change;
+    }
     match value.as_f64() {
         Some(share) => format!("{:.1}%", share * 100.0),
         None => cell(value),
@@ -269,6 +281,9 @@ fn percent(value: &Value) -> String {
 
 /// Seconds as a readable duration (`2.0h`); a negative difference keeps its sign.
 fn duration(value: &Value) -> String {
+    if let Some(change) = changed(value, duration) {
+        return change;
+    }
     match value.as_f64() {
         Some(seconds) if seconds < 0.0 => format!("-{}", human_duration(-seconds)),
         Some(seconds) => human_duration(seconds),
@@ -613,6 +628,8 @@ mod tests {
         assert_eq!(cell(&json!(-2)), "-2");
         assert_eq!(cell(&json!(2.0)), "2");
         assert_eq!(duration(&json!(-7200.0)), "-2.0h");
+        assert_eq!(duration(&json!({"a": 259200.0, "b": null})), "3.0d -> -");
+        assert_eq!(percent(&json!({"a": null, "b": 0.5})), "- -> 50.0%");
         let difference = json!({"paths": [
             {"missing_from": "b", "a": {"steps": ["site_visit"], "customers": 2}},
             {"missing_from": "a", "b": {"touchpoint": "ad_click", "customers": 1}},

@@ -4,7 +4,6 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use scribble_domain::compare::difference;
 use scribble_domain::event::format_time;
 use scribble_domain::journey::JourneySet;
@@ -17,19 +16,45 @@ use super::{compute, AppState};
 use crate::error::ApiError;
 use crate::params::{ReportQuery, Split, TableFormat};
 
-/// A report the analyst endpoints serve.
+/// A report the analyst endpoints serve: its JSON is its `Serialize`, fields in the report's
+/// order.
 pub(super) trait Table: Serialize + Send + 'static {
     /// The report as CSV, header row first.
     fn csv(&self) -> String;
-
-    /// The report as JSON.
-    fn json(&self) -> Value {
-        serde_json::to_value(self).expect("reports serialize to JSON")
-    }
 }
 
 /// Computes one report from a journey set and the report's options.
 pub(super) type Compute<O, R> = fn(&JourneySet, &O) -> Result<R, ApiError>;
+
+/// One segment of a breakdown answer.
+#[derive(Serialize)]
+struct Segment<'a, R> {
+    value: &'a str,
+    customers: usize,
+    report: &'a R,
+}
+
+/// A breakdown answer.
+#[derive(Serialize)]
+struct Breakdown<'a, R> {
+    breakdown_by: &'a str,
+    segments: Vec<Segment<'a, R>>,
+}
+
+/// One side of a comparison answer.
+#[derive(Serialize)]
+struct Side<'a, R> {
+    filter: FilterView,
+    report: &'a R,
+}
+
+/// A comparison answer.
+#[derive(Serialize)]
+struct Comparison<'a, R> {
+    a: Side<'a, R>,
+    b: Side<'a, R>,
+    difference: Value,
+}
 
 /// Answers `query` over `project`'s journeys with `report`:
 /// - whole: the report, as JSON or its CSV;
@@ -53,21 +78,24 @@ where
         format,
         split,
     } = query;
-    match split {
+    let body = match split {
         Split::Whole => {
             let set = state.store.journeys(project, &filter).await?;
-            let answer = compute(move || report(&set, &options)).await??;
-            Ok(match format {
-                TableFormat::Json => Json(answer.json()).into_response(),
-                TableFormat::Csv => csv_response(answer.csv()),
+            compute(move || -> Result<Body, ApiError> {
+                let answer = report(&set, &options)?;
+                match format {
+                    TableFormat::Csv => Ok(Body::Csv(answer.csv())),
+                    TableFormat::Json => Body::json(&answer),
+                }
             })
+            .await??
         }
         Split::Breakdown(breakdown) => {
             let segments = state
                 .store
                 .segments(project, &filter, &breakdown.dimension)
                 .await?;
-            let body = compute(move || -> Result<Body, ApiError> {
+            compute(move || -> Result<Body, ApiError> {
                 let reports = segments
                     .iter()
                     .map(|(value, set)| {
@@ -82,62 +110,81 @@ where
                         .map(|(value, _, report)| (*value, report.csv()));
                     return Ok(Body::Csv(prefixed_csv("segment", &header, parts)?));
                 }
-                let segments: Vec<Value> = reports
+                let segments = reports
                     .iter()
-                    .map(|(value, customers, report)| {
-                        json!({"value": value, "customers": customers, "report": report.json()})
+                    .map(|(value, customers, report)| Segment {
+                        value,
+                        customers: *customers,
+                        report,
                     })
                     .collect();
-                Ok(Body::Json(json!({
-                    "breakdown_by": breakdown.parameter,
-                    "segments": segments,
-                })))
+                Body::json(&Breakdown {
+                    breakdown_by: &breakdown.parameter,
+                    segments,
+                })
             })
-            .await??;
-            Ok(body.into_response())
+            .await??
         }
         Split::Compare(filter_b) => {
             let (set_a, set_b) = tokio::try_join!(
                 state.store.journeys(project, &filter),
                 state.store.journeys(project, &filter_b),
             )?;
-            let body = compute(move || -> Result<Body, ApiError> {
+            compute(move || -> Result<Body, ApiError> {
                 let (a, b) = (report(&set_a, &options)?, report(&set_b, &options)?);
                 if format == TableFormat::Csv {
                     let header = a.csv();
                     let parts = [("a", a.csv()), ("b", b.csv())];
                     return Ok(Body::Csv(prefixed_csv("side", &header, parts)?));
                 }
-                let (a, b) = (a.json(), b.json());
-                Ok(Body::Json(json!({
-                    "difference": difference(&a, &b),
-                    "a": {"filter": filter_json(&filter), "report": a},
-                    "b": {"filter": filter_json(&filter_b), "report": b},
-                })))
+                let difference = difference(&to_value(&a)?, &to_value(&b)?);
+                Body::json(&Comparison {
+                    a: Side {
+                        filter: FilterView::of(&filter),
+                        report: &a,
+                    },
+                    b: Side {
+                        filter: FilterView::of(&filter_b),
+                        report: &b,
+                    },
+                    difference,
+                })
             })
-            .await??;
-            Ok(body.into_response())
+            .await??
         }
-    }
+    };
+    Ok(body.into_response())
 }
 
-/// An answer built on the blocking thread.
+fn to_value(report: &impl Serialize) -> Result<Value, ApiError> {
+    serde_json::to_value(report).map_err(|error| ApiError::Internal(error.to_string()))
+}
+
+/// An answer built on the blocking thread: JSON text, or CSV.
 enum Body {
-    Json(Value),
+    Json(Vec<u8>),
     Csv(String),
+}
+
+impl Body {
+    fn json(answer: &impl Serialize) -> Result<Body, ApiError> {
+        serde_json::to_vec(answer)
+            .map(Body::Json)
+            .map_err(|error| ApiError::Internal(error.to_string()))
+    }
 }
 
 impl IntoResponse for Body {
     fn into_response(self) -> Response {
         match self {
-            Body::Json(value) => Json(value).into_response(),
-            Body::Csv(text) => csv_response(text),
+            Body::Json(bytes) => {
+                ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+            }
+            Body::Csv(text) => {
+                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response()
+            }
         }
     }
-}
-
-fn csv_response(text: String) -> Response {
-    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], text).into_response()
 }
 
 /// One CSV of several reports: `header`'s columns after a leading `column`, then each part's rows
@@ -175,28 +222,38 @@ fn prefixed_csv<'a>(
     Ok(to_csv(&columns, rows))
 }
 
-/// A filter as the comparison shows it: times in RFC 3339, filters as objects (a key given
+/// A filter as a comparison shows it: times in RFC 3339, filters as objects (a key given
 /// twice shows its values as a list).
-fn filter_json(filter: &JourneyFilter) -> Value {
-    let pairs = |pairs: &[(String, String)]| {
-        let mut object = Map::new();
-        for (key, value) in pairs {
-            match object.get_mut(key) {
-                None => {
-                    object.insert(key.clone(), Value::from(value.as_str()));
+#[derive(Debug, Serialize)]
+struct FilterView {
+    from: Option<String>,
+    to: Option<String>,
+    properties: Map<String, Value>,
+    traits: Map<String, Value>,
+}
+
+impl FilterView {
+    fn of(filter: &JourneyFilter) -> Self {
+        let pairs = |pairs: &[(String, String)]| {
+            let mut object = Map::new();
+            for (key, value) in pairs {
+                match object.get_mut(key) {
+                    None => {
+                        object.insert(key.clone(), Value::from(value.as_str()));
+                    }
+                    Some(Value::Array(values)) => values.push(Value::from(value.as_str())),
+                    Some(first) => *first = json!([first.clone(), value]),
                 }
-                Some(Value::Array(values)) => values.push(Value::from(value.as_str())),
-                Some(first) => *first = json!([first.clone(), value]),
             }
+            object
+        };
+        Self {
+            from: filter.from_ms.map(format_time),
+            to: filter.to_ms.map(format_time),
+            properties: pairs(&filter.properties),
+            traits: pairs(&filter.traits),
         }
-        Value::Object(object)
-    };
-    json!({
-        "from": filter.from_ms.map(format_time),
-        "to": filter.to_ms.map(format_time),
-        "properties": pairs(&filter.properties),
-        "traits": pairs(&filter.traits),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -229,7 +286,7 @@ mod tests {
             traits: vec![("persona".into(), "researcher".into())],
         };
         assert_eq!(
-            filter_json(&filter),
+            serde_json::to_value(FilterView::of(&filter)).unwrap(),
             json!({
                 "from": "1970-01-01T00:00:00.000Z", "to": null,
                 "properties": {"campaign": ["fall", "spring"]},

@@ -10,7 +10,8 @@ use scribble_domain::influence::{influence, InfluenceReport};
 use scribble_domain::leads::{lead_follow_up, LeadReport};
 use scribble_domain::sales_cycle::{sales_cycle, SalesCycle};
 use scribble_domain::top_paths::{top_paths, TopPathsReport};
-use serde_json::Value;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 use tracing::instrument;
 
 use super::answer::{answer, Table};
@@ -108,7 +109,7 @@ pub(super) async fn leads_report(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let query = leads_query(reader.params, now_ms)?;
     answer(&state, &reader.project, query, |set, options| {
-        Ok(lead_follow_up(set, options)?)
+        Ok(Leads(lead_follow_up(set, options)?))
     })
     .await
 }
@@ -149,18 +150,53 @@ impl Table for SalesCycle {
     }
 }
 
-impl Table for LeadReport {
-    fn csv(&self) -> String {
-        self.to_csv()
-    }
+/// A lead report as the API shows it: without `zombie_customers`, whose customer numbers are
+/// positions in one journey set and mean nothing to a reader (the CSV leaves them out for the
+/// same reason); `zombies` counts them.
+pub(super) struct Leads(LeadReport);
 
-    /// Without `zombie_customers`: customer numbers are positions in one journey set, which mean
-    /// nothing to a reader (the CSV leaves them out for the same reason). `zombies` counts them.
-    fn json(&self) -> Value {
-        let mut value = serde_json::to_value(self).expect("reports serialize to JSON");
-        if let Some(fields) = value.as_object_mut() {
-            fields.remove("zombie_customers");
-        }
-        value
+impl Serialize for Leads {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = &self.0;
+        let mut fields = serializer.serialize_struct("LeadReport", 12)?;
+        fields.serialize_field("goal", &report.goal)?;
+        fields.serialize_field("within_days", &report.within_days)?;
+        fields.serialize_field("as_of_ms", &report.as_of_ms)?;
+        fields.serialize_field("leads", &report.leads)?;
+        fields.serialize_field("converted_in_time", &report.converted_in_time)?;
+        fields.serialize_field("converted_late", &report.converted_late)?;
+        fields.serialize_field("converted_before_lead", &report.converted_before_lead)?;
+        fields.serialize_field("pending", &report.pending)?;
+        fields.serialize_field("zombies", &report.zombies)?;
+        fields.serialize_field("converted_after_lead", &report.converted_after_lead)?;
+        fields.serialize_field(
+            "median_days_lead_to_conversion",
+            &report.median_days_lead_to_conversion,
+        )?;
+        fields.serialize_field("before_conversion", &report.before_conversion)?;
+        fields.end()
+    }
+}
+
+impl Table for Leads {
+    fn csv(&self) -> String {
+        self.0.to_csv()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scribble_domain::journey::JourneySet;
+    use scribble_domain::leads::LeadOptions;
+
+    use super::*;
+
+    #[test]
+    fn the_lead_answer_is_the_report_without_zombie_customer_numbers() {
+        let report = lead_follow_up(&JourneySet::default(), &LeadOptions::new(0)).unwrap();
+        let mut expected = serde_json::to_value(&report).unwrap();
+        expected.as_object_mut().unwrap().remove("zombie_customers");
+        // A field the domain adds later must not go missing here unnoticed.
+        assert_eq!(serde_json::to_value(Leads(report)).unwrap(), expected);
     }
 }

@@ -269,6 +269,50 @@ mod tests {
     }
 
     #[test]
+    fn refused_report_options_name_the_query_parameter_to_change() {
+        let cases: Vec<(ApiError, &str)> = vec![
+            (FunnelError::StepCount(21).into(), "steps"),
+            (FunnelError::EmptyTouchpoint(1).into(), "steps"),
+            (
+                FunnelError::RepeatedStep { index: 2, first: 0 }.into(),
+                "steps",
+            ),
+            (FunnelError::NegativeWindow(-1).into(), "window"),
+            (
+                FunnelError::StepWindowCount { given: 1, steps: 3 }.into(),
+                "step_windows",
+            ),
+            (FunnelError::FirstStepWindow.into(), "step_windows"),
+            (
+                FunnelError::NegativeStepWindow {
+                    index: 1,
+                    value: -5,
+                }
+                .into(),
+                "step_windows",
+            ),
+            (FunnelError::StepWindowsInAnyOrder.into(), "step_windows"),
+            (FunnelError::NoNextSteps.into(), "next_steps"),
+            (AttributionError::HalfLifeDays(0.0).into(), "half_life_days"),
+            (
+                AttributionError::PositionWeights(1.0, 1.0, 1.0).into(),
+                "position_weights",
+            ),
+            (LeadError::NoLeadTouchpoints.into(), "leads"),
+            (LeadError::GoalIsLead("form_submit".into()).into(), "goal"),
+            (LeadError::WithinDays(-1.0).into(), "within_days"),
+        ];
+        for (error, parameter) in cases {
+            let message = error.to_string();
+            match error {
+                ApiError::InvalidParameter { name, .. } => assert_eq!(name, parameter, "{message}"),
+                other => panic!("{other:?} is not an invalid parameter"),
+            }
+            assert!(message.starts_with(&format!("{parameter}: ")), "{message}");
+        }
+    }
+
+    #[test]
     fn other_store_failures_are_unavailable() {
         let error = ApiError::from(StoreError::InvalidDatabaseName("1x".into()));
         assert!(matches!(error, ApiError::StoreUnavailable(_)), "{error:?}");

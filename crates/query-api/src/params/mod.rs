@@ -7,7 +7,7 @@ mod reports;
 
 pub use reports::{
     attribution_query, drop_off_query, funnel_query, influence_query, leads_query,
-    sales_cycle_query, top_paths_query, BreakdownBy, DropOffOptions, ReportQuery, Split,
+    sales_cycle_query, top_paths_query, BreakdownBy, DropOffOptions, ReadsStepProperties, ReportQuery, Split,
     TableFormat,
 };
 

@@ -50,6 +50,42 @@ pub struct ReportQuery<O> {
     pub split: Split,
 }
 
+/// Whether a report's options make it read step properties. A report that reads none can run
+/// on journeys without them, which the ClickHouse store builds without reading raw events.
+pub trait ReadsStepProperties {
+    fn reads_step_properties(&self) -> bool;
+}
+
+impl ReadsStepProperties for FunnelOptions {
+    fn reads_step_properties(&self) -> bool {
+        self.steps.iter().any(|step| !step.properties.is_empty())
+    }
+}
+
+impl ReadsStepProperties for DropOffOptions {
+    fn reads_step_properties(&self) -> bool {
+        self.funnel.reads_step_properties()
+    }
+}
+
+impl ReadsStepProperties for AttributionOptions {
+    fn reads_step_properties(&self) -> bool {
+        self.value_property.is_some()
+    }
+}
+
+/// Top paths, influence, the sales cycle (its goal) and leads look at touchpoints only.
+macro_rules! reads_no_step_properties {
+    ($($options:ty),*) => {$(
+        impl ReadsStepProperties for $options {
+            fn reads_step_properties(&self) -> bool {
+                false
+            }
+        }
+    )*};
+}
+reads_no_step_properties!(TopPathsOptions, InfluenceOptions, String, LeadOptions);
+
 /// A funnel and how many steps to draw after each drop-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DropOffOptions {
@@ -567,6 +603,27 @@ mod tests {
     }
 
     /// The name of the parameter an invalid request is refused for.
+    #[test]
+    fn only_property_steps_and_conversion_values_read_step_properties() {
+        let reads = |query: Result<ReportQuery<FunnelOptions>, ApiError>| {
+            query.unwrap().options.reads_step_properties()
+        };
+        assert!(!reads(funnel_query(pairs(&[("steps", "site_visit,purchase")]))));
+        assert!(reads(funnel_query(pairs(&[(
+            "steps",
+            "site_visit[page=pricing],purchase"
+        )]))));
+        let attribution = |extra: &[(&str, &str)]| {
+            attribution_query(pairs(extra))
+                .unwrap()
+                .options
+                .reads_step_properties()
+        };
+        assert!(!attribution(&[]));
+        assert!(attribution(&[("value_property", "revenue")]));
+        assert!(!top_paths_query(vec![]).unwrap().options.reads_step_properties());
+    }
+
     fn refused<O: std::fmt::Debug>(result: Result<ReportQuery<O>, ApiError>) -> String {
         match result {
             Err(ApiError::InvalidParameter { name, .. }) => name,

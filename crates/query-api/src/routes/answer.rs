@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::{compute, AppState};
 use crate::error::ApiError;
-use crate::params::{ReportQuery, Split, TableFormat};
+use crate::params::{ReadsStepProperties, ReportQuery, Split, TableFormat};
 
 /// A report the analyst endpoints serve: its JSON is its `Serialize`, fields in the report's
 /// order.
@@ -69,9 +69,17 @@ pub(super) async fn answer<O, R>(
     report: Compute<O, R>,
 ) -> Result<Response, ApiError>
 where
-    O: Send + 'static,
+    O: ReadsStepProperties + Send + 'static,
     R: Table,
 {
+    let reads_step_properties = query.options.reads_step_properties();
+    let journeys = |filter: JourneyFilter| async move {
+        if reads_step_properties {
+            state.store.journeys(project, &filter).await
+        } else {
+            state.store.journeys_without_properties(project, &filter).await
+        }
+    };
     let ReportQuery {
         options,
         filter,
@@ -80,7 +88,7 @@ where
     } = query;
     let body = match split {
         Split::Whole => {
-            let set = state.store.journeys(project, &filter).await?;
+            let set = journeys(filter.clone()).await?;
             compute(move || -> Result<Body, ApiError> {
                 let answer = report(&set, &options)?;
                 match format {
@@ -127,8 +135,8 @@ where
         }
         Split::Compare(filter_b) => {
             let (set_a, set_b) = tokio::try_join!(
-                state.store.journeys(project, &filter),
-                state.store.journeys(project, &filter_b),
+                journeys(filter.clone()),
+                journeys(filter_b.clone()),
             )?;
             compute(move || -> Result<Body, ApiError> {
                 let (a, b) = (report(&set_a, &options)?, report(&set_b, &options)?);

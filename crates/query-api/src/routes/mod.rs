@@ -185,7 +185,10 @@ async fn paths(State(state): State<AppState>, reader: Reader) -> Result<Response
 #[instrument(skip_all, fields(project = %reader.project))]
 async fn metrics(State(state): State<AppState>, reader: Reader) -> Result<Response, ApiError> {
     let query = metrics_query(reader.params)?;
-    let set = state.store.journeys(&reader.project, &query.filter).await?;
+    let set = state
+        .store
+        .journeys_without_properties(&reader.project, &query.filter)
+        .await?;
     let config = state.config.clone();
     let metrics = compute(move || scribble_metrics(&set, &config.stages, &query.goal)).await?;
     Ok(Json(metrics).into_response())
@@ -196,7 +199,10 @@ async fn metrics(State(state): State<AppState>, reader: Reader) -> Result<Respon
 #[instrument(skip_all, fields(project = %reader.project))]
 async fn touchpoints(State(state): State<AppState>, reader: Reader) -> Result<Response, ApiError> {
     let filter = filter_query(reader.params)?;
-    let set = state.store.journeys(&reader.project, &filter).await?;
+    let set = state
+        .store
+        .journeys_without_properties(&reader.project, &filter)
+        .await?;
     let rows = compute(move || {
         let mut counts: BTreeMap<&str, (usize, usize, &str)> = BTreeMap::new();
         for journey in &set.journeys {

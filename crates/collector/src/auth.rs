@@ -1,7 +1,14 @@
 //! Who is sending: the write key a request carries, and the project it opens.
+//!
+//! The key travels in a header (`Authorization: Bearer`, `X-Write-Key`), or, for browsers, in the
+//! `key` query parameter: `navigator.sendBeacon` cannot set headers, and a cross-origin request
+//! with a custom header would need a preflight that a closing page has no time for.
 
+use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
 use scribble_domain::project::{bearer_key, KeyKind, Project, Projects};
 
 use crate::CollectorError;
@@ -18,6 +25,27 @@ pub fn header_key(headers: &HeaderMap) -> Option<&str> {
             .and_then(|value| value.to_str().ok())
             .map(str::trim)
     })
+}
+
+/// Middleware for the event endpoints: a request without a key header whose query string has
+/// `key=<write key>` gets that key as `X-Write-Key`, so the handlers read one place. A key header,
+/// when present, wins; an empty or undecodable `key` is left out (and refused as a missing key).
+pub async fn query_key(mut request: Request, next: Next) -> Response {
+    if header_key(request.headers()).is_none() {
+        let key = request.uri().query().and_then(key_in_query);
+        if let Some(value) = key.and_then(|key| HeaderValue::from_str(&key).ok()) {
+            request.headers_mut().insert("x-write-key", value);
+        }
+    }
+    next.run(request).await
+}
+
+/// The first `key` parameter of a query string, percent-decoded; `None` when absent or empty.
+fn key_in_query(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "key")
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|key| !key.is_empty())
 }
 
 /// The project whose write key `key` is. A read key is told apart from an unknown one, so a
@@ -67,6 +95,14 @@ mod tests {
             None
         );
         assert_eq!(header_key(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn query_key_is_the_first_decoded_key_parameter() {
+        assert_eq!(key_in_query("a=1&key=w%2B1&key=w2").as_deref(), Some("w+1"));
+        assert_eq!(key_in_query("key=+w1+").as_deref(), Some("w1"));
+        assert_eq!(key_in_query("key=&a=1"), None);
+        assert_eq!(key_in_query("keys=w1"), None);
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! events. It authenticates the write key, decodes the body (gzip under a cap), validates each
 //! event on its own and durably queues the valid ones before answering.
 //!
+//! The event endpoints take the write key from a header or, for browsers, from `?key=`.
+//!
 //! Routes (all under `/v1` answer CORS preflights from any origin):
 //! - `POST /v1/events`, `/v1/identify`, `/v1/alias`: one event, an array, or `{"batch": [...]}`;
 //! - `GET /v1/pixel.gif`: email opens, always answered with a transparent GIF;
 //! - `GET /v1/click`: email clicks, redirected to the project's allowed hosts only;
+//! - `GET /scribble.js`: the browser tracker ([`tracker`]);
 //! - `GET /healthz`: liveness;
 //! - `GET /readyz`: readiness, 200 only while the event sink can take events.
 
@@ -14,6 +17,7 @@ mod decode;
 mod email;
 mod error;
 mod ingest;
+mod tracker;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use axum::http::{HeaderName, Method};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use scribble_bus::EventSink;
@@ -86,6 +91,7 @@ pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router
         .route("/v1/events", post(ingest::events))
         .route("/v1/identify", post(ingest::identify))
         .route("/v1/alias", post(ingest::alias))
+        .route_layer(middleware::from_fn(auth::query_key))
         .route("/v1/pixel.gif", get(email::pixel))
         .route("/v1/click", get(email::click))
         .layer(body_limit)
@@ -93,6 +99,7 @@ pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/scribble.js", get(tracker::script))
         .merge(v1)
         .layer(TraceLayer::new_for_http())
         .with_state(AppState { config, queue })

@@ -613,3 +613,110 @@ async fn serve_returns_after_shutdown() {
     let stopped = tokio::time::timeout(Duration::from_secs(5), server.shut_down()).await;
     stopped.expect("serve did not return").unwrap();
 }
+
+/// A POST the way the browser tracker sends: the key in the query string and a `text/plain` JSON
+/// body, as `navigator.sendBeacon` and a preflight-free `fetch` do.
+async fn beacon(server: &TestServer, path_and_query: &str, body: &Value) -> reqwest::Response {
+    server
+        .client
+        .post(server.url(path_and_query))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .header("origin", "https://shop.example")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn text_plain_body_with_the_key_in_the_query_is_queued() {
+    let server = TestServer::start().await;
+    let batch = json!({"batch": [visit("c1"), {"type": "identify", "anonymous_id": "c1", "user_id": "ann"}]});
+    let response = beacon(&server, &format!("/v1/events?key={WRITE_KEY}"), &batch).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        json_of(response).await,
+        json!({"accepted": 2, "rejected": []})
+    );
+    let identify = json!({"anonymous_id": "c2", "user_id": "bob"});
+    let response = beacon(&server, &format!("/v1/identify?key={WRITE_KEY}"), &identify).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.queued().len(), 3);
+}
+
+#[tokio::test]
+async fn query_keys_are_refused_like_header_keys() {
+    let server = TestServer::start().await;
+    let cases = [
+        (
+            "/v1/events?key=nope",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        ("/v1/events?key=", StatusCode::UNAUTHORIZED, "unauthorized"),
+        (
+            "/v1/events?kee=w-shop",
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "/v1/events?key=r-shop",
+            StatusCode::FORBIDDEN,
+            "wrong_key_kind",
+        ),
+        (
+            "/v1/alias?key=r-shop",
+            StatusCode::FORBIDDEN,
+            "wrong_key_kind",
+        ),
+    ];
+    for (path, status, code) in cases {
+        let response = beacon(&server, path, &visit("c1")).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert_eq!(json_of(response).await["error"], code, "{path}");
+    }
+    assert!(server.queued().is_empty());
+}
+
+#[tokio::test]
+async fn a_key_header_wins_over_the_query_key() {
+    let server = TestServer::start().await;
+    let with_good_header = server
+        .client
+        .post(server.url("/v1/events?key=nope"))
+        .header("x-write-key", WRITE_KEY)
+        .json(&visit("c1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_good_header.status(), StatusCode::OK);
+    let with_bad_header = server
+        .client
+        .post(server.url(&format!("/v1/events?key={WRITE_KEY}")))
+        .bearer_auth("nope")
+        .json(&visit("c2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_bad_header.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.queued().len(), 1);
+}
+
+#[tokio::test]
+async fn the_browser_tracker_is_served_as_javascript() {
+    let server = TestServer::start().await;
+    let response = server
+        .client
+        .get(server.url("/scribble.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let script = response.text().await.unwrap();
+    assert!(script.contains("sendBeacon") && script.contains("data-write-key"));
+}

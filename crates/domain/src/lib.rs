@@ -1,6 +1,6 @@
 //! Scribble's domain: touchpoint events and their validation, identity stitching, journeys,
 //! sessions and stages, and the reports over them (path graphs, top paths, funnels, attribution,
-//! touchpoint influence, lead follow-up, sales cycle, scribble metrics), with renderers and the
+//! touchpoint influence, lead follow-up, sales cycle, scribble metrics, the overview time series), with renderers and the
 //! demo data generator. No IO: callers pass in clocks, ids and seeds, and get plain values back.
 
 pub mod attribution;
@@ -12,6 +12,7 @@ pub mod influence;
 pub mod journey;
 pub mod leads;
 pub mod metrics;
+pub mod overview;
 pub mod paths;
 pub mod project;
 pub mod render;

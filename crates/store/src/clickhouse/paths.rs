@@ -25,6 +25,7 @@ use scribble_domain::paths::{
     END, OTHER, START,
 };
 use scribble_domain::stitch::JourneyFilter;
+use uuid::Uuid;
 
 use super::{string_array, string_literal, ClickHouseStore};
 use crate::StoreError;
@@ -237,29 +238,40 @@ impl ClickHouseStore {
 
     /// The positional view's edge rows. With a top N, the first pass ranks the labels of every
     /// step; when the ranking hides any, a second pass counts again with the hidden labels as
-    /// [`OTHER`], because medians of merged edges cannot be merged from the first pass's.
+    /// [`OTHER`], because medians of merged edges cannot be merged from the first pass's. Both
+    /// passes read the paths from a temporary table of the request's own session, so the
+    /// journeys are grouped and cut once.
     async fn positional_rows(
         &self,
         paths_sql: &str,
         codes: &LabelCodes,
         options: &PathOptions,
     ) -> Result<Vec<EdgeRow>, StoreError> {
-        let raw = self
-            .fetch_edges(&positional_edges_sql(paths_sql, codes, options, None))
+        let Some(top_n) = options.top_n else {
+            return self
+                .fetch_edges(&positional_edges_sql(paths_sql, codes, options, None))
+                .await;
+        };
+        let session = self
+            .client
+            .clone()
+            .with_setting("session_id", Uuid::new_v4().to_string());
+        session
+            .query(&format!(
+                "CREATE TEMPORARY TABLE report_paths ENGINE = Memory AS {paths_sql}"
+            ))
+            .execute()
             .await?;
-        let Some(kept) = options
-            .top_n
-            .and_then(|top_n| hiding_ranking(&raw, codes, top_n))
-        else {
+        let cached = "SELECT path, path_times, over FROM report_paths";
+        let raw: Vec<EdgeRow> = session
+            .query(&positional_edges_sql(cached, codes, options, None))
+            .fetch_all()
+            .await?;
+        let Some(kept) = hiding_ranking(&raw, codes, top_n) else {
             return Ok(raw);
         };
-        self.fetch_edges(&positional_edges_sql(
-            paths_sql,
-            codes,
-            options,
-            Some(&kept),
-        ))
-        .await
+        let counted = positional_edges_sql(cached, codes, options, Some(&kept));
+        Ok(session.query(&counted).fetch_all().await?)
     }
 
     async fn fetch_edges(&self, sql: &str) -> Result<Vec<EdgeRow>, StoreError> {

@@ -66,8 +66,9 @@ pub fn backoff(first: Duration, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// Runs the worker until `shutdown` resolves. An unfinished batch is left uncommitted, so the
-/// group replays it.
+/// Runs the worker until `shutdown` resolves. The next batch is gathered while the current one
+/// is stored and committed, so polling Kafka and writing to ClickHouse overlap. An unfinished
+/// batch is left uncommitted, so the group replays it.
 pub async fn run(
     source: Arc<KafkaEventSource>,
     dead_letters: Arc<DeadLetters>,
@@ -76,12 +77,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut next = tokio::spawn(gather(source.clone(), config.clone()));
     loop {
-        let batch = tokio::select! {
-            batch = gather(&source, &config) => batch,
+        let gathered = tokio::select! {
+            gathered = &mut next => gathered,
             _ = &mut shutdown => return,
         };
-        let batch = match batch {
+        next = tokio::spawn(gather(source.clone(), config.clone()));
+        let batch = match gathered.map_err(WorkerError::from).and_then(|batch| batch) {
             Ok(batch) if batch.is_empty() => continue,
             // Shared with the blocking commit task instead of copying every event for it.
             Ok(batch) => Arc::new(batch),
@@ -93,7 +96,11 @@ pub async fn run(
         };
         let stored = tokio::select! {
             stored = store_with_retries(&batch, &dead_letters, &store, &config) => stored,
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                // The batch being gathered is not committed either: the group replays it.
+                next.abort();
+                return;
+            }
         };
         debug!(events = stored, deliveries = batch.len(), "batch stored");
         commit_with_retries(&source, &batch, &config).await;
@@ -129,8 +136,8 @@ async fn commit_with_retries(
 /// Gathers one batch: waits for a first delivery, then takes more until the batch is full or
 /// `config.max_batch_wait` has passed since the first one.
 async fn gather(
-    source: &Arc<KafkaEventSource>,
-    config: &WorkerConfig,
+    source: Arc<KafkaEventSource>,
+    config: WorkerConfig,
 ) -> Result<Vec<Delivery>, WorkerError> {
     let mut batch: Vec<Delivery> = Vec::new();
     let mut first_at: Option<Instant> = None;

@@ -242,6 +242,21 @@ fn rows(expected: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Asserts that each `(path, parameter)` is refused with 400 `invalid_parameter`, naming the
+/// parameter first in its message.
+async fn assert_refused(api: &TestApi, cases: &[(&str, &str)]) {
+    for &(path, parameter) in cases {
+        let (status, body) = api.get_with(SHOP_READ, path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_parameter", "{path}: {body}");
+        assert_eq!(body["parameter"], parameter, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().starts_with(parameter),
+            "{path}: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn healthz_says_ok_without_a_key() {
     let api = TestApi::start().await;
@@ -603,16 +618,7 @@ async fn unknown_or_malformed_parameters_are_400_naming_the_parameter() {
         ("/v1/customers/a:cookie-a/journey?from=2026-11-01", "from"),
         ("/v1/customers/%FF/journey", "id"),
     ];
-    for (path, parameter) in cases {
-        let (status, body) = api.get_with(SHOP_READ, path).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert_eq!(body["error"], "invalid_parameter", "{path}: {body}");
-        assert_eq!(body["parameter"], parameter, "{path}: {body}");
-        assert!(
-            body["message"].as_str().unwrap().starts_with(parameter),
-            "{path}: {body}"
-        );
-    }
+    assert_refused(&api, &cases).await;
 }
 
 #[tokio::test]
@@ -1382,16 +1388,7 @@ async fn analyst_report_mistakes_are_400_naming_the_parameter() {
         ("/v1/top-paths?compare=last_year", "compare"),
         ("/v1/top-paths?compare.from=2026-11-10&to=2026-11-05&compare.trait.persona=x", "compare.to"),
     ];
-    for (path, parameter) in cases {
-        let (status, body) = api.get_with(SHOP_READ, path).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert_eq!(body["error"], "invalid_parameter", "{path}: {body}");
-        assert_eq!(body["parameter"], parameter, "{path}: {body}");
-        assert!(
-            body["message"].as_str().unwrap().starts_with(parameter),
-            "{path}: {body}"
-        );
-    }
+    assert_refused(&api, &cases).await;
 }
 
 #[tokio::test]

@@ -234,10 +234,11 @@ pub fn no_parameters(pairs: Vec<(String, String)>) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Query-string pairs from literals.
+    pub(crate) fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
         text.iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect()

@@ -595,14 +595,8 @@ mod tests {
     use scribble_domain::event::parse_time;
 
     use super::*;
+    use crate::params::tests::pairs;
 
-    fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
-        text.iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    }
-
-    /// The name of the parameter an invalid request is refused for.
     #[test]
     fn only_property_steps_and_conversion_values_read_step_properties() {
         let reads = |query: Result<ReportQuery<FunnelOptions>, ApiError>| {
@@ -624,6 +618,7 @@ mod tests {
         assert!(!top_paths_query(vec![]).unwrap().options.reads_step_properties());
     }
 
+    /// The name of the parameter an invalid request is refused for.
     fn refused<O: std::fmt::Debug>(result: Result<ReportQuery<O>, ApiError>) -> String {
         match result {
             Err(ApiError::InvalidParameter { name, .. }) => name,

@@ -1513,3 +1513,163 @@ async fn openapi_document_describes_every_route_without_a_key() {
         assert_eq!(names(path), wanted, "{path}");
     }
 }
+
+#[tokio::test]
+async fn overview_counts_each_day_and_adds_up_to_the_totals() {
+    let api = TestApi::start().await;
+    let overview = api.shop("/v1/overview").await;
+    assert_eq!(
+        (&overview["interval"], &overview["goal"]),
+        (&json!("day"), &json!("purchase"))
+    );
+    assert_eq!(
+        (
+            &overview["customers"],
+            &overview["events"],
+            &overview["conversions"]
+        ),
+        (&json!(3), &json!(8), &json!(2))
+    );
+    let rows: Vec<(&str, u64, u64, u64, u64)> = overview["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| {
+            let number = |name: &str| bucket[name].as_u64().unwrap();
+            (
+                bucket["start"].as_str().unwrap(),
+                number("customers"),
+                number("new_customers"),
+                number("events"),
+                number("conversions"),
+            )
+        })
+        .collect();
+    // Ann and Bob start on the 1st, Ann buys on the 2nd, Bob comes back on the 3rd, Cara visits
+    // on the 4th and buys on the 5th.
+    assert_eq!(
+        rows,
+        vec![
+            ("2026-11-01T00:00:00.000Z", 2, 2, 3, 0),
+            ("2026-11-02T00:00:00.000Z", 1, 0, 2, 1),
+            ("2026-11-03T00:00:00.000Z", 1, 0, 1, 0),
+            ("2026-11-04T00:00:00.000Z", 1, 1, 1, 0),
+            ("2026-11-05T00:00:00.000Z", 1, 0, 1, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn overview_takes_weeks_filters_and_csv() {
+    let api = TestApi::start().await;
+    let weeks = api.shop("/v1/overview?interval=week").await;
+    assert_eq!(
+        weeks["buckets"],
+        json!([
+            {"start": "2026-10-26T00:00:00.000Z", "customers": 2, "new_customers": 2, "events": 3, "conversions": 0},
+            {"start": "2026-11-02T00:00:00.000Z", "customers": 3, "new_customers": 1, "events": 5, "conversions": 2},
+        ])
+    );
+    let researchers = api
+        .shop("/v1/overview?trait.persona=researcher&goal=email_open")
+        .await;
+    assert_eq!(
+        (&researchers["customers"], &researchers["conversions"]),
+        (&json!(1), &json!(1))
+    );
+    let response = api
+        .get(SHOP_READ, "/v1/overview?format=csv&to=2026-11-02")
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "start,customers,new_customers,events,conversions\r\n\
+         2026-11-01T00:00:00.000Z,2,2,3,0\r\n"
+    );
+}
+
+#[tokio::test]
+async fn overview_refuses_bad_parameters_and_keys() {
+    let api = TestApi::start().await;
+    let cases = [
+        ("/v1/overview?interval=month", "interval"),
+        ("/v1/overview?goal=", "goal"),
+        ("/v1/overview?format=dot", "format"),
+        ("/v1/overview?from=yesterday", "from"),
+        ("/v1/overview?intervals=day", "intervals"),
+    ];
+    assert_refused(&api, &cases).await;
+    let (status, body) = api.get_with(SHOP_WRITE, "/v1/overview").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("wrong_key_kind"))
+    );
+    let missing = api
+        .client
+        .get(api.url("/v1/overview"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    let blog = api.get_with(BLOG_READ, "/v1/overview").await.1;
+    assert_eq!(
+        (&blog["customers"], &blog["events"]),
+        (&json!(1), &json!(2))
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_and_its_assets_are_served_without_a_key() {
+    let api = TestApi::start().await;
+    let page = api.client.get(api.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("assets/app.js") && html.contains("assets/style.css"));
+    for (file, content_type) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+    ] {
+        let response = api
+            .client
+            .get(api.url(&format!("/assets/{file}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{file}");
+        assert_eq!(response.headers()[CONTENT_TYPE], content_type, "{file}");
+    }
+    // The charting library goes gzipped to browsers that take it, and plain to others.
+    let zipped = api
+        .client
+        .get(api.url("/assets/echarts.min.js"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped_len = zipped.bytes().await.unwrap().len();
+    let plain = api
+        .client
+        .get(api.url("/assets/echarts.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.unwrap();
+    assert!(
+        plain.len() > 2 * zipped_len,
+        "{} vs {zipped_len}",
+        plain.len()
+    );
+    assert!(
+        plain.contains("Apache"),
+        "the licence notice stays in the bundle"
+    );
+    let (status, body) = api.get_with(SHOP_READ, "/assets/nope.js").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+}

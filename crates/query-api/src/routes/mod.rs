@@ -1,9 +1,12 @@
 //! Routes of the query API. Each handler authenticates the read key, decodes its parameters,
 //! computes the report on a blocking thread (reports scan every journey) and renders it. The
-//! analyst reports are in [`reports`], with what they share in [`answer`]; [`routes`] lists every
-//! route, and `openapi.json` (at the crate root) describes each of them.
+//! analyst reports are in [`reports`], with what they share in [`answer`]; the dashboard's time
+//! series is in [`overview`] and the dashboard page itself in [`dashboard`]; [`routes`] lists
+//! every route, and `openapi.json` (at the crate root) describes each of them.
 
 mod answer;
+mod dashboard;
+mod overview;
 mod reports;
 
 use std::collections::{BTreeMap, HashSet};
@@ -60,11 +63,14 @@ struct AppState {
 /// and a test checks that `openapi.json` describes each path in it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
+        ("/", get(dashboard::index)),
+        ("/assets/{file}", get(dashboard::asset)),
         ("/healthz", get(|| async { "ok" })),
         ("/openapi.json", get(openapi)),
         ("/v1/paths", get(paths)),
         ("/v1/metrics", get(metrics)),
         ("/v1/touchpoints", get(touchpoints)),
+        ("/v1/overview", get(overview::overview_report)),
         ("/v1/customers/{id}/journey", get(journey)),
         ("/v1/funnel", get(reports::funnel_report)),
         ("/v1/drop-off", get(reports::drop_off_report)),

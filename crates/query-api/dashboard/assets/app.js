@@ -4,6 +4,7 @@ import echarts from './echarts.min.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const COLORS = ['#5b4fd6', '#e4572e', '#2a9d8f', '#f3a712', '#3d84c6', '#b5548f', '#7a8b99', '#6a994e'];
+const MAX_DRAWN_EDGES = 45;
 const TABS = ['overview', 'paths', 'funnel', 'attribution', 'influence', 'customer'];
 
 // ---- state in the URL -------------------------------------------------------------------------
@@ -77,6 +78,7 @@ const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCode
 // ---- building blocks --------------------------------------------------------------------------
 
 let charts = [];
+let rendering = [];
 
 function element(tag, attributes = {}, html = '') {
   const node = document.createElement(tag);
@@ -112,6 +114,8 @@ function chart(panelNode, name, option, { tall = false } = {}) {
   const node = element('div', { class: tall ? 'chart tall' : 'chart', 'data-chart': name });
   panelNode.append(node);
   const instance = echarts.init(node, null, { renderer: 'canvas' });
+  // The page counts as drawn once every chart finished its first render and animation.
+  rendering.push(new Promise((resolve) => instance.on('finished', resolve)));
   instance.setOption({ color: COLORS, animationDuration: 300, ...option });
   charts.push(instance);
   tool(panelNode, 'PNG', () => {
@@ -227,12 +231,17 @@ async function overviewTab(view) {
     size: 'third',
     note: 'Straight: stages never go back or skip. Back: returns to an earlier stage. Skip: jumps ahead.',
   });
+  const shares = { straight: metrics.linear_share, back: metrics.back_share, skip: metrics.skip_share };
   chart(linear, 'linearity', {
     tooltip: { trigger: 'item', formatter: (p) => `${p.name}: ${count(p.value)} customers (${p.percent}%)` },
-    legend: { bottom: 0 },
+    legend: { bottom: 0, formatter: (name) => `${name} ${percent(shares[name])}` },
+    title: {
+      text: percent(metrics.linear_share), subtext: 'straight', left: 'center', top: '36%',
+      textStyle: { fontSize: 24 }, subtextStyle: { fontSize: 13 },
+    },
     series: [{
-      type: 'pie', radius: ['45%', '72%'], center: ['50%', '45%'],
-      label: { formatter: '{d}%' },
+      type: 'pie', radius: ['48%', '72%'], center: ['50%', '45%'],
+      label: { show: false },
       data: [
         { name: 'straight', value: metrics.linear_journeys, itemStyle: { color: COLORS[2] } },
         { name: 'back', value: metrics.back_journeys, itemStyle: { color: COLORS[1] } },
@@ -266,7 +275,7 @@ function pathQuery() {
 async function pathsTab(view) {
   const query = pathQuery();
   const box = panel(view, 'Path explorer', {
-    note: 'The state graph keeps loops and back-edges (red): the scribble. The positional view is a Sankey '
+    note: 'The state graph keeps loops: back-and-forth edges in red, repeats as a red ring (↺). The positional view is a Sankey '
       + 'of step 1, 2, 3… Hover for counts and median times; click a node to anchor the paths on it.',
   });
   controls(box, [
@@ -291,10 +300,25 @@ async function pathsTab(view) {
   const byId = new Map(graph.nodes.map((node) => [node.id, node]));
   const edgeTip = (edge) => `${escape(name(byId.get(edge.from)))} → ${escape(name(byId.get(edge.to)))}<br>`
     + `${count(edge.customers)} customers, ${count(edge.transitions)} transitions<br>median time ${duration(edge.median_seconds)}`;
-  const nodeTip = (node) => `${escape(name(node))}<br>${count(node.customers)} customers, ${count(node.visits)} visits`;
+  // A circular layout cannot draw an edge from a node to itself, so a repeat is drawn as a red
+  // ring around the node (and a ↺ after its name) and told in its tooltip.
+  const repeats = new Map(graph.edges.filter((edge) => edge.from === edge.to).map((edge) => [edge.from, edge]));
+  const nodeTip = (node) => {
+    const repeat = repeats.get(node.id);
+    return `${escape(name(node))}<br>${count(node.customers)} customers, ${count(node.visits)} visits`
+      + (repeat && query.view !== 'positional' ? `<br>↺ repeated by ${count(repeat.customers)} customers `
+        + `(${count(repeat.transitions)} times, median ${duration(repeat.median_seconds)} apart)` : '');
+  };
   const pairs = new Set(graph.edges.map((edge) => `${edge.from}>${edge.to}`));
   const maxEdge = Math.max(1, ...graph.edges.map((edge) => edge.customers));
   const maxNode = Math.max(1, ...graph.nodes.map((node) => node.customers));
+  // A state graph of many touchpoints has too many edges to read; the chart draws the busiest
+  // (loops included when they are among them), the table below lists every one.
+  const drawn = [...graph.edges].sort((a, b) => b.customers - a.customers).slice(0, MAX_DRAWN_EDGES);
+  if (query.view !== 'positional' && drawn.length < graph.edges.length) {
+    box.append(element('p', { class: 'note' },
+      `The chart draws the ${drawn.length} busiest of ${graph.edges.length} transitions; the table lists all.`));
+  }
   let option;
   if (query.view === 'positional') {
     option = {
@@ -315,19 +339,25 @@ async function pathsTab(view) {
         type: 'graph', layout: 'circular', circular: { rotateLabel: false }, roam: true,
         left: 120, right: 120, top: 40, bottom: 40,
         edgeSymbol: ['none', 'arrow'], edgeSymbolSize: 7,
-        label: { show: true, position: 'right', formatter: (p) => `${p.data.node.label}\n${count(p.data.node.customers)}` },
+        label: {
+          show: true, position: 'right',
+          formatter: (p) => `${p.data.node.label} ${count(p.data.node.customers)}${repeats.has(p.data.node.id) ? ' ↺' : ''}`,
+        },
         emphasis: { focus: 'adjacency', lineStyle: { opacity: 0.9 } },
         data: graph.nodes.map((node) => ({
           name: String(node.id), node,
           symbolSize: 12 + 40 * Math.sqrt(node.customers / maxNode),
-          itemStyle: { color: node.label.startsWith('(') ? '#9aa3ae' : COLORS[0] },
+          itemStyle: {
+            color: node.label.startsWith('(') ? '#9aa3ae' : COLORS[0],
+            ...(repeats.has(node.id) ? { borderColor: COLORS[1], borderWidth: 3 } : {}),
+          },
         })),
-        links: graph.edges.map((edge) => {
-          const loop = edge.from === edge.to || pairs.has(`${edge.to}>${edge.from}`);
+        links: drawn.filter((edge) => edge.from !== edge.to).map((edge) => {
+          const loop = pairs.has(`${edge.to}>${edge.from}`);
           return {
             source: String(edge.from), target: String(edge.to), edge,
             lineStyle: {
-              width: 0.6 + 7 * (edge.customers / maxEdge), curveness: edge.from === edge.to ? 0.6 : 0.2,
+              width: 0.6 + 7 * (edge.customers / maxEdge), curveness: 0.2,
               color: loop ? COLORS[1] : '#8f96a3', opacity: 0.55,
             },
           };
@@ -535,6 +565,7 @@ async function draw() {
   const ticket = ++drawing;
   for (const instance of charts) instance.dispose();
   charts = [];
+  rendering = [];
   for (const button of document.querySelectorAll('#tabs button')) {
     button.classList.toggle('active', button.dataset.tab === state.tab);
   }
@@ -553,6 +584,8 @@ async function draw() {
   } catch (error) {
     failed(panel(view, 'Could not load this view'), error);
   }
+  const settled = new Promise((resolve) => setTimeout(resolve, 3000));
+  await Promise.race([Promise.all(rendering), settled]);
   if (ticket === drawing) document.body.dataset.ready = 'true';
 }
 

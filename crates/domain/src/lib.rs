@@ -1,7 +1,8 @@
 //! Scribble's domain: touchpoint events and their validation, identity stitching, journeys,
 //! sessions and stages, and the reports over them (path graphs, top paths, funnels, attribution,
-//! touchpoint influence, lead follow-up, sales cycle, scribble metrics, the overview time series), with renderers and the
-//! demo data generator. No IO: callers pass in clocks, ids and seeds, and get plain values back.
+//! touchpoint influence, lead follow-up, sales cycle, scribble metrics, the overview time
+//! series), with renderers and the demo data generator. No IO: callers pass in clocks, ids and
+//! seeds, and get plain values back.
 
 pub mod attribution;
 pub mod compare;

@@ -454,7 +454,7 @@ async function attributionTab(view) {
     return failed(box, error);
   }
   box.append(element('p', { class: 'note' }, `${count(report.conversions)} conversions to ${escape(report.goal)}`));
-  const top = report.rows.slice(0, 12);
+  const top = [...report.rows].sort((a, b) => b.linear.conversions - a.linear.conversions).slice(0, 12);
   chart(box, 'attribution', {
     tooltip: { trigger: 'axis', axisPointer: { type: 'shadow' }, valueFormatter: (v) => decimal(v, 1) },
     legend: { top: 0 },

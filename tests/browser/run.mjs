@@ -3,7 +3,8 @@
 //   1. a test site with the tracker is browsed (a visit, an SPA navigation, an outbound click, a
 //      form submit, an identify on the next page); the events must arrive and be stitched into
 //      one customer, as the API's journey endpoint shows;
-//   2. Do Not Track and a withdrawn consent keep the tracker silent;
+//   2. a failed send is kept and retried, a page being left sends what is queued with
+//      sendBeacon, and Do Not Track and a withdrawn consent keep the tracker silent;
 //   3. the dashboard draws the path graph, the Sankey, the funnel and the other views, and the
 //      numbers it shows equal the API's answers for the same parameters.
 // Screenshots go to $SCRIBBLE_ARTIFACTS. Prints "N passed, N failed"; exits 1 on any failure.
@@ -149,6 +150,56 @@ test('the tracker records a visit, an SPA navigation, an outbound click, a form 
   assert.equal(await dash.locator('[data-customer]').getAttribute('data-customer'), `u:${email}`);
   assert.equal((await tableRows(dash, 'journey')).length, 6);
   await shot(dash, 'dashboard-customer');
+  await context.close();
+});
+
+test('a send that fails stays queued in localStorage and is retried', async ({ browser, site }) => {
+  const context = await browser.newContext();
+  let refused = 0;
+  const events = `${COLLECTOR}/v1/events**`;
+  await context.route(events, (route) => {
+    refused++;
+    return route.abort('connectionrefused');
+  });
+  const page = await context.newPage();
+  await page.goto(`${site}/quiet`);
+  await page.waitForFunction(() => window.scribble && window.scribble.loaded);
+  await page.evaluate(() => scribble.track('retry_probe', { attempt: 1 }));
+  await eventually('a refused send', () => refused > 0);
+  const queued = await page.evaluate(() => JSON.parse(localStorage.getItem('scribble_queue')).map((event) => event.touchpoint));
+  assert.deepEqual(queued, ['site_visit', 'retry_probe']);
+  await context.unroute(events);
+  // No flush from here: the tracker's own backoff sends again.
+  await eventually('the queue to drain on a retry', () => page.evaluate(() => localStorage.getItem('scribble_queue') === '[]'));
+  const anonymousId = await page.evaluate(() => scribble.anonymousId());
+  const journey = await eventually('the retried events', async () => {
+    const { status, body } = await api(`/v1/customers/${encodeURIComponent('a:' + anonymousId)}/journey`);
+    return status === 200 && body.touchpoints === 2 ? body : null;
+  });
+  assert.deepEqual(journey.timeline.map((touch) => touch.touchpoint), ['site_visit', 'retry_probe']);
+  await context.close();
+});
+
+test('events still queued when the page is left go out with sendBeacon', async ({ browser, site }) => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${site}/quiet`);
+  await page.waitForFunction(() => window.scribble && window.scribble.loaded);
+  await eventually('the first visit to be sent', () => page.evaluate(() => localStorage.getItem('scribble_queue') === '[]'));
+  const anonymousId = await page.evaluate(() => scribble.anonymousId());
+  const sends = [];
+  page.on('request', (request) => {
+    if (request.url().startsWith(`${COLLECTOR}/v1/events`)) sends.push(request.resourceType());
+  });
+  // Queued, not sent: the next batch would leave in 5 seconds, but the page goes first.
+  await page.evaluate(() => scribble.track('beacon_probe'));
+  await page.goto('about:blank');
+  const journey = await eventually('the beaconed event', async () => {
+    const { status, body } = await api(`/v1/customers/${encodeURIComponent('a:' + anonymousId)}/journey`);
+    return status === 200 && body.touchpoints === 2 ? body : null;
+  });
+  assert.deepEqual(journey.timeline.map((touch) => touch.touchpoint), ['site_visit', 'beacon_probe']);
+  assert.deepEqual(sends, ['ping'], 'one send, by navigator.sendBeacon');
   await context.close();
 });
 

@@ -231,7 +231,7 @@ test('Do Not Track and a withdrawn consent keep the tracker silent', async ({ br
   await context.close();
 });
 
-test('the dashboard state graph shows the API\'s transitions, with loops', async ({ browser }) => {
+test('the dashboard state graph shows the API\'s transitions, with loops, and a click on a node anchors it', async ({ browser }) => {
   const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
   const query = { view: 'state', steps: '4', top: '6' };
   await dashboard(page, `tab=paths&${new URLSearchParams(query)}`);
@@ -251,11 +251,28 @@ test('the dashboard state graph shows the API\'s transitions, with loops', async
   assert.equal(Number(customers), graph.customers);
   await shot(page, 'dashboard-state-graph');
 
+  // Clicking a node anchors the paths on it: the URL and the graph now start there.
+  const chartBox = await page.locator('[data-chart="paths"]').boundingBox();
+  const [x, y] = await page.evaluate(() => {
+    const series = scribbleDashboard.charts()[0].getModel().getSeriesByIndex(0);
+    const data = series.getData();
+    for (let index = 0; index < data.count(); index++) {
+      if (data.getRawDataItem(index).node.label === 'site_visit') return data.getItemLayout(index);
+    }
+    throw new Error('no site_visit node');
+  });
+  await page.mouse.click(chartBox.x + x, chartBox.y + y);
+  await page.waitForURL(/start=site_visit/);
+  await page.waitForSelector('body[data-ready="true"]');
+  const { body: anchored } = await api('/v1/paths', { ...query, start: 'site_visit' });
+  assert.equal(Number(await page.locator('[data-customers]').getAttribute('data-customers')), anchored.customers);
+
   // Changing a control keeps the view in the URL.
   await page.selectOption('select[name="view"]', 'positional');
   await page.waitForSelector('body[data-ready="true"]');
   assert.match(page.url(), /view=positional/);
   assert.match(page.url(), /tab=paths/);
+  assert.match(page.url(), /start=site_visit/);
   await page.close();
 });
 
@@ -309,6 +326,7 @@ test('the dashboard overview, attribution and influence views draw from the API'
   await dashboard(page, 'tab=influence');
   const { body: influence } = await api('/v1/influence');
   assert.deepEqual((await tableRows(page, 'influence')).map((row) => row[0]), influence.rows.map((row) => row.touchpoint));
+  await shot(page, 'dashboard-influence');
   await page.close();
 });
 

@@ -473,11 +473,15 @@ async function attributionTab(view) {
 
 // ---- influence --------------------------------------------------------------------------------
 
+const MOMENTS = { moment_of_impact: 'impact', moment_of_influence: 'influence' };
+const MOMENT_COLORS = { moment_of_impact: COLORS[2], moment_of_influence: COLORS[1] };
+
 async function influenceTab(view) {
   const query = { ...filters(), goal: goal() };
   const box = panel(view, 'Touchpoint influence', {
-    note: 'Reach among converters against conversion lift. Moments of impact: almost every converter passes '
-      + 'through. Moments of influence: few see it, but those who do convert far more.',
+    note: 'Reach among converters against conversion lift. <b style="color:#2a9d8f">Moments of impact</b>: almost '
+      + 'every converter passes through. <b style="color:#e4572e">Moments of influence</b>: few see it, but those who '
+      + 'do convert far more. Circle size: customers who saw it.',
   });
   let report;
   try {
@@ -500,7 +504,7 @@ async function influenceTab(view) {
       label: { show: true, position: 'right', formatter: (p) => p.data.row.touchpoint },
       data: report.rows.filter((row) => row.lift != null).map((row) => ({
         value: [row.converter_reach, row.lift], row,
-        itemStyle: { color: row.label === 'impact' ? COLORS[2] : row.label === 'influence' ? COLORS[1] : COLORS[0] },
+        itemStyle: { color: MOMENT_COLORS[row.label] || '#9aa3ae' },
       })),
     }],
   });
@@ -512,8 +516,8 @@ async function influenceTab(view) {
     { label: 'reach among converters', value: (row) => percent(row.converter_reach), num: true },
     { label: 'conversion with it', value: (row) => percent(row.conversion_rate_with), num: true },
     { label: 'lift', value: (row) => (row.lift == null ? '-' : decimal(row.lift) + '×'), num: true },
-    { label: 'moment', html: true, value: (row) => (row.label && row.label !== 'none'
-      ? `<span class="tag ${escape(row.label)}">${escape(row.label)}</span>` : '') },
+    { label: 'moment', html: true, value: (row) => (MOMENTS[row.label]
+      ? `<span class="tag ${row.label}">${MOMENTS[row.label]}</span>` : ''), csv: (row) => MOMENTS[row.label] || '' },
     { label: 'advice', value: (row) => row.advice || '' },
   ], report.rows, { path: '/v1/influence', query });
 }
@@ -611,6 +615,8 @@ $('#share').addEventListener('click', async () => {
   setTimeout(() => ($('#share').textContent = 'Copy link'), 2000);
 });
 addEventListener('resize', () => charts.forEach((instance) => instance.resize()));
+// The charts on screen, for the browser tests and the console.
+window.scribbleDashboard = { charts: () => charts };
 
 api('/v1/touchpoints', {}).then((answer) => {
   $('#touchpoint-names').innerHTML = answer.touchpoints.map((t) => `<option value="${escape(t.touchpoint)}">`).join('');

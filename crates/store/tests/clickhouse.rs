@@ -447,6 +447,49 @@ async fn a_touchpoint_outside_the_time_range_still_joins_identities() {
 /// Names and values come from senders and analysts: quotes, backslashes and question marks (the
 /// client's bind placeholder) in a project, a property or a trait are data, never SQL.
 #[tokio::test]
+async fn a_batch_linking_more_identities_than_one_query_can_name_is_stored() {
+    let database = TestDatabase::migrated().await;
+    // 6,000 customers, each an identify joining two 40-character ids: the identity lookups
+    // would name over 500 KB, twice the server's default query size limit.
+    let visitor = |n: usize| format!("{n:0>40}");
+    let events: Vec<Event> = (0..6_000)
+        .flat_map(|n| {
+            let who = Who {
+                anonymous_id: Some(visitor(n)),
+                user_id: Some(format!("user-{}", visitor(n))),
+            };
+            let at_ms = 1_767_225_600_000 + n as i64;
+            [
+                Body::Identify { traits: Map::new() },
+                Body::Touchpoint {
+                    touchpoint: "site_visit".into(),
+                    channel: "web".into(),
+                    direct: true,
+                    properties: Map::new(),
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            .map(move |(k, body)| Event {
+                event_id: Uuid::from_u128((n * 2 + k) as u128 + 1),
+                at_ms,
+                received_ms: at_ms,
+                who: who.clone(),
+                body,
+            })
+        })
+        .collect();
+    let batch = pairs(SHOP, &events);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    let filter = JourneyFilter::default();
+    let expected = embedded.journeys(SHOP, &filter).await.unwrap();
+    let actual = database.store.journeys_without_properties(SHOP, &filter).await;
+    assert_eq!(expected.journeys.len(), 6_000);
+    assert_eq!(named(&actual.unwrap()), named(&expected));
+}
+
+#[tokio::test]
 async fn quotes_backslashes_and_question_marks_are_data() {
     let database = TestDatabase::migrated().await;
     let project = r"it's \ ?";

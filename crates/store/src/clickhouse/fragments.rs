@@ -24,7 +24,7 @@ use scribble_domain::event::{Body, Event, IdentityKey};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::{string_tuple, ClickHouseStore};
+use super::{string_tuple, ClickHouseStore, LOOKUP_CHUNK};
 use crate::StoreError;
 
 /// Version 3: fragments and labels, filled from the events already stored. The backfill is
@@ -66,9 +66,6 @@ pub(super) const FRAGMENTS_V3: &[&str] = &[
      FROM {db}.events WHERE kind = 'touchpoint'
      GROUP BY project, touchpoint, channel",
 ];
-
-/// Identities looked up per query, to keep the SQL text small.
-const LOOKUP_CHUNK: usize = 2_000;
 
 /// One row of `journey_fragments` (the materialised columns are the server's).
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ use scribble_domain::event::{Event, IdentityKey};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::{string_tuple, ClickHouseStore};
+use super::{string_tuple, ClickHouseStore, LOOKUP_CHUNK};
 use crate::StoreError;
 
 /// One row of `identity_links`: event `event_id` named `identity` together with `linked`.
@@ -84,17 +84,22 @@ impl ClickHouseStore {
         let mut frontier: Vec<String> = touched.into_iter().collect();
         let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
         while !frontier.is_empty() {
-            // `IN` a literal tuple, unlike `has`, reads only the granules of these identities.
-            let rows: Vec<(String, String)> = self
-                .client
-                .query(&self.sql(&format!(
-                    "SELECT identity, linked FROM {{db}}.identity_links \
-                     WHERE project = ? AND identity IN {} GROUP BY identity, linked",
-                    string_tuple(&frontier)
-                )))
-                .bind(project)
-                .fetch_all()
-                .await?;
+            let mut rows: Vec<(String, String)> = Vec::new();
+            // `IN` a literal tuple, unlike `has`, reads only the granules of these identities;
+            // chunks keep each query under the server's query size limit.
+            for chunk in frontier.chunks(LOOKUP_CHUNK) {
+                rows.extend(
+                    self.client
+                        .query(&self.sql(&format!(
+                            "SELECT identity, linked FROM {{db}}.identity_links \
+                             WHERE project = ? AND identity IN {} GROUP BY identity, linked",
+                            string_tuple(chunk)
+                        )))
+                        .bind(project)
+                        .fetch_all::<(String, String)>()
+                        .await?,
+                );
+            }
             frontier.clear();
             for (identity, linked) in rows {
                 if seen.insert(linked.clone()) {

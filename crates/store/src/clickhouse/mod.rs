@@ -567,6 +567,10 @@ pub(crate) fn string_array(items: &[String]) -> String {
     format!("[{}]", literals.join(","))
 }
 
+/// Most identities one `IN` lookup names: a worker batch may name tens of thousands, and the
+/// server refuses query text over 256 KiB (its default `max_query_size`).
+pub(super) const LOOKUP_CHUNK: usize = 2_000;
+
 /// `items` as a ClickHouse tuple of strings, for `IN`, which can use the primary key.
 pub(crate) fn string_tuple(items: &[String]) -> String {
     let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();

@@ -8,7 +8,8 @@
 //!
 //! Prints, each next to a baseline measured in the same run:
 //! - collector events/s into Kafka (batches of 100, acknowledged by the broker) against the same
-//!   collector over the embedded queue;
+//!   collector over the embedded queue, and against the producer's ceiling: the same sink fed
+//!   the same, already validated events by as many tasks, without HTTP;
 //! - worker events/s from Kafka into ClickHouse against the ceiling of plain RowBinary inserts of
 //!   the same events;
 //! - state-graph latency over ClickHouse (counted in SQL, as the query API does) against the
@@ -18,6 +19,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,14 +63,15 @@ fn main() {
             .map(|events| serde_json::to_vec(events).expect("encode").into())
             .collect();
 
-        ensure_topic(&brokers, &topic, 4).await.expect("topic");
-        let sink: Arc<dyn EventSink> =
-            Arc::new(KafkaSink::new(&KafkaConfig::new(&brokers, &topic)).expect("producer"));
+        let sink = ready_sink(&brokers, &topic).await;
         let kafka_rate = collector_rate(sink, &encoded).await;
         let dir = bench_dir();
         let queue: Arc<dyn EventSink> =
             Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
         let embedded_rate = collector_rate(queue, &encoded).await;
+        // Its own topic, so the worker below finds exactly the collector's events.
+        let ceiling_sink = ready_sink(&brokers, &format!("{topic}-ceiling")).await;
+        let sink_rate = sink_rate(ceiling_sink, &bodies).await;
         println!(
             "collector, {} requests of {BATCH} events, {CLIENTS} concurrent clients:",
             encoded.len()
@@ -78,6 +81,11 @@ fn main() {
         println!(
             "  ratio Kafka / embedded:                      {:>10.2}x",
             kafka_rate / embedded_rate
+        );
+        println!("  ceiling: the Kafka sink alone, no HTTP:      {sink_rate:>10.0} events/s");
+        println!(
+            "  ratio Kafka / ceiling:                       {:>10.2}x",
+            kafka_rate / sink_rate
         );
 
         let store = migrated_store(&clickhouse, &database).await;
@@ -126,6 +134,56 @@ fn main() {
             query(&clickhouse, &format!("DROP DATABASE IF EXISTS {name}")).await;
         }
     });
+}
+
+/// A Kafka sink on a new 4-partition `topic`, once its first probe has answered: the
+/// measurement should not include connecting, nor the first appends made before the sink knows
+/// the partition count.
+async fn ready_sink(brokers: &str, topic: &str) -> Arc<KafkaSink> {
+    ensure_topic(brokers, topic, 4).await.expect("topic");
+    let sink = Arc::new(KafkaSink::new(&KafkaConfig::new(brokers, topic)).expect("producer"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sink.is_ready() {
+        assert!(Instant::now() < deadline, "the broker did not answer");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink
+}
+
+/// Events/s `sink` acknowledges when `CLIENTS` tasks append the requests of `bodies`, validated
+/// beforehand: what the collector could reach if HTTP, decoding and validation cost nothing.
+async fn sink_rate(sink: Arc<KafkaSink>, bodies: &[Vec<serde_json::Value>]) -> f64 {
+    let requests: Arc<Vec<Vec<Event>>> = Arc::new(
+        bodies
+            .iter()
+            .map(|events| {
+                events
+                    .iter()
+                    .map(|raw| {
+                        let limits = EventLimits::default();
+                        validate(raw, 0, 1_800_000_000_000, uuid::Uuid::new_v4(), &limits)
+                            .expect("valid")
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (sink, requests, next) = (sink.clone(), requests.clone(), next.clone());
+            tokio::spawn(async move {
+                while let Some(events) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    sink.append("bench", events).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    (requests.len() * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// A store on a fresh `database` of the ClickHouse at `clickhouse`, schema applied.

@@ -490,6 +490,34 @@ async fn a_batch_linking_more_identities_than_one_query_can_name_is_stored() {
 }
 
 #[tokio::test]
+async fn touchpoints_all_in_one_millisecond_answer_as_in_the_embedded_store() {
+    let database = TestDatabase::migrated().await;
+    let events: Vec<Event> = ["site_visit", "email_open", "purchase", "site_visit"]
+        .into_iter()
+        .enumerate()
+        .map(|(n, touchpoint)| Event {
+            event_id: Uuid::from_u128(n as u128 + 1),
+            at_ms: 1_767_225_600_000,
+            received_ms: 1_767_225_600_000,
+            who: Who {
+                anonymous_id: Some(format!("visitor-{}", n % 2)),
+                user_id: None,
+            },
+            body: Body::Touchpoint {
+                touchpoint: touchpoint.into(),
+                channel: "web".into(),
+                direct: true,
+                properties: Map::new(),
+            },
+        })
+        .collect();
+    let batch = pairs(SHOP, &events);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    assert_same_answers(&database.store, &embedded, SHOP, &events).await;
+}
+
+#[tokio::test]
 async fn quotes_backslashes_and_question_marks_are_data() {
     let database = TestDatabase::migrated().await;
     let project = r"it's \ ?";

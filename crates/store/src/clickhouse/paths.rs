@@ -63,7 +63,9 @@ impl LabelCodes {
         let mut codes = LabelCodes {
             touchpoints,
             channels,
-            time_bits: bits_for(last_ms.abs_diff(first_ms)),
+            // At least one bit, so that no shift is by all 64 bits (undefined in ClickHouse,
+            // an overflow in Rust) when every touchpoint shares one millisecond.
+            time_bits: bits_for(last_ms.abs_diff(first_ms)).max(1),
             code_bits: 0,
             first_ms,
             touchpoint_hashes: Vec::new(),
@@ -788,6 +790,14 @@ mod tests {
         assert_eq!(bits_for(7), 3);
         assert_eq!(bits_for(8), 4);
         assert_eq!(bits_for(0), 0);
+    }
+
+    #[test]
+    fn touchpoints_of_one_millisecond_pack_and_unpack() {
+        let codes = LabelCodes::new(vec!["purchase".into()], Vec::new(), 5_000, 5_000).unwrap();
+        assert_eq!(codes.time_bits, 1);
+        let key = (1u64 << codes.hash_bits()) | 0xff;
+        assert_eq!(codes.unpack(key), (5_000, 1));
     }
 
     #[test]

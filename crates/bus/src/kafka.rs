@@ -309,6 +309,12 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
+    /// The topic's partition count, once a probe learned it. Until then the sink sends one
+    /// message per key and leaves the partition to librdkafka.
+    pub fn known_partitions(&self) -> Option<u32> {
+        self.broker.partitions().map(NonZeroU32::get)
+    }
+
     /// A sink producing to `config.topic`. Connecting happens in the background: the sink is not
     /// ready until the first probe or delivery succeeds.
     pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {

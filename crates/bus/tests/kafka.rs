@@ -128,6 +128,62 @@ async fn appended_events_are_consumed_as_sent_and_garbage_is_poison() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_events_land_where_librdkafka_puts_their_key() {
+    let brokers = shared_brokers();
+    let (topic, sink) = topic_and_sink(&brokers).await;
+    let deadline = Instant::now() + ARRIVAL;
+    while sink.known_partitions().is_none() {
+        assert!(Instant::now() < deadline, "the sink never learned the partition count");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sink.known_partitions(), Some(3));
+    // Each visitor twice: once packed by the sink, which picks the partition itself, and once
+    // as a keyed one-event message of the earlier format, which librdkafka's partitioner routes.
+    let visitors: Vec<Event> = (0..40)
+        .flat_map(|n| visits(&format!("visitor-{n}"), 2))
+        .collect();
+    let (packed, keyed): (Vec<Event>, Vec<Event>) = visitors
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .unzip();
+    sink.append("shop", &packed).await.unwrap();
+    let plain: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("partitioner", "consistent_random")
+        .create()
+        .unwrap();
+    for event in &keyed {
+        let key = scribble_bus::message_key("shop", event);
+        let payload = serde_json::to_vec(&serde_json::json!({"project": "shop", "event": event}))
+            .unwrap();
+        plain
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+
+    let source = consumer(&brokers, &topic, &unique("group"));
+    let deliveries = tokio::task::block_in_place(|| drain(&source, 80, ARRIVAL));
+    let mut partitions: HashMap<String, Vec<i32>> = HashMap::new();
+    for delivery in &deliveries {
+        if let Delivery::Event { event, .. } = delivery {
+            let visitor = event.who.anonymous_id.clone().unwrap();
+            partitions.entry(visitor).or_default().push(delivery.partition());
+        }
+    }
+    assert_eq!(partitions.len(), 40);
+    for (visitor, seen) in &partitions {
+        assert_eq!(seen.len(), 2, "{visitor}: {seen:?}");
+        assert_eq!(seen[0], seen[1], "{visitor}: packed and keyed partitions differ");
+    }
+    let used: std::collections::HashSet<i32> = partitions.values().map(|seen| seen[0]).collect();
+    assert_eq!(used.len(), 3, "40 visitors spread over all partitions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_resumes_after_its_commit() {
     let brokers = shared_brokers();
     let (topic, sink) = topic_and_sink(&brokers).await;

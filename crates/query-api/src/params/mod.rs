@@ -7,11 +7,12 @@ mod reports;
 
 pub use reports::{
     attribution_query, drop_off_query, funnel_query, influence_query, leads_query,
-    sales_cycle_query, top_paths_query, BreakdownBy, DropOffOptions, ReadsStepProperties, ReportQuery, Split,
-    TableFormat,
+    sales_cycle_query, top_paths_query, BreakdownBy, DropOffOptions, ReadsStepProperties,
+    ReportQuery, Split, TableFormat,
 };
 
 use scribble_domain::event::parse_time;
+use scribble_domain::overview::Interval;
 use scribble_domain::paths::{Breakdown, GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
 
@@ -220,6 +221,40 @@ pub fn metrics_query(pairs: Vec<(String, String)>) -> Result<MetricsQuery, ApiEr
     Ok(MetricsQuery { goal, filter })
 }
 
+/// A decoded `/v1/overview` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverviewQuery {
+    pub interval: Interval,
+    pub goal: String,
+    pub format: TableFormat,
+    pub filter: JourneyFilter,
+}
+
+/// Decodes `/v1/overview` parameters: `interval` (`hour`, `day`, `week`) [day], `goal`
+/// [purchase], `format` (`json`, `csv`) [json], and the filters.
+pub fn overview_query(pairs: Vec<(String, String)>) -> Result<OverviewQuery, ApiError> {
+    let mut pairs = Pairs(pairs);
+    let interval = match pairs.take("interval") {
+        None => Interval::Day,
+        Some(text) => Interval::parse(&text)
+            .ok_or_else(|| ApiError::invalid("interval", "must be hour, day or week"))?,
+    };
+    let goal = non_empty("goal", pairs.take("goal"))?.unwrap_or_else(|| "purchase".to_owned());
+    let format = match pairs.take("format").as_deref() {
+        None | Some("json") => TableFormat::Json,
+        Some("csv") => TableFormat::Csv,
+        Some(_) => return Err(ApiError::invalid("format", "must be json or csv")),
+    };
+    let filter = pairs.take_filter()?;
+    pairs.finish()?;
+    Ok(OverviewQuery {
+        interval,
+        goal,
+        format,
+        filter,
+    })
+}
+
 /// Decodes filter-only parameters (the touchpoint list).
 pub fn filter_query(pairs: Vec<(String, String)>) -> Result<JourneyFilter, ApiError> {
     let mut pairs = Pairs(pairs);
@@ -293,6 +328,37 @@ pub(crate) mod tests {
                 Err(ApiError::InvalidParameter { name: actual, .. }) => {
                     assert_eq!(actual, name, "{input:?}")
                 }
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn overview_parameters_decode_with_defaults_and_bad_ones_are_named() {
+        let query = overview_query(vec![]).unwrap();
+        assert_eq!(
+            (query.interval, query.goal.as_str(), query.format),
+            (Interval::Day, "purchase", TableFormat::Json)
+        );
+        let query = overview_query(pairs(&[
+            ("interval", "week"),
+            ("format", "csv"),
+            ("trait.persona", "researcher"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (query.interval, query.format),
+            (Interval::Week, TableFormat::Csv)
+        );
+        assert_eq!(query.filter.traits.len(), 1);
+        for (input, name) in [
+            (("interval", "month"), "interval"),
+            (("goal", " "), "goal"),
+            (("format", "dot"), "format"),
+            (("intervall", "day"), "intervall"),
+        ] {
+            match overview_query(pairs(&[input])) {
+                Err(ApiError::InvalidParameter { name: actual, .. }) => assert_eq!(actual, name),
                 other => panic!("{input:?}: {other:?}"),
             }
         }

@@ -5,46 +5,25 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use scribble_domain::overview::{overview, Interval};
+use scribble_domain::overview::overview;
 use tracing::instrument;
 
 use super::{compute, AppState, Reader};
 use crate::error::ApiError;
-use crate::params::filter_query;
+use crate::params::{overview_query, OverviewQuery, TableFormat};
 
-/// Parameters: `interval` (`hour`, `day`, `week`) [day], `goal` [purchase], `format`
-/// (`json`, `csv`) [json], and the filters.
+/// Parameters: see [`overview_query`].
 #[instrument(skip_all, fields(project = %reader.project))]
 pub(super) async fn overview_report(
     State(state): State<AppState>,
     reader: Reader,
 ) -> Result<Response, ApiError> {
-    let mut params = reader.params;
-    let mut take = |name: &str| {
-        let index = params.iter().position(|(key, _)| key == name)?;
-        Some(params.remove(index).1)
-    };
-    let interval = match take("interval") {
-        None => Interval::Day,
-        Some(text) => Interval::parse(&text)
-            .ok_or_else(|| ApiError::invalid("interval", "must be hour, day or week"))?,
-    };
-    let goal = match take("goal") {
-        None => "purchase".to_owned(),
-        Some(goal) if goal.trim().is_empty() => {
-            return Err(ApiError::invalid(
-                "goal",
-                "must not be empty; leave it out instead",
-            ))
-        }
-        Some(goal) => goal,
-    };
-    let csv = match take("format").as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(ApiError::invalid("format", "must be json or csv")),
-    };
-    let filter = filter_query(params)?;
+    let OverviewQuery {
+        interval,
+        goal,
+        format,
+        filter,
+    } = overview_query(reader.params)?;
     let set = state
         .store
         .journeys_without_properties(&reader.project, &filter)
@@ -52,7 +31,7 @@ pub(super) async fn overview_report(
     let answer = compute(move || overview(&set, &goal, interval))
         .await?
         .map_err(|error| ApiError::invalid("interval", error.to_string()))?;
-    if csv {
+    if format == TableFormat::Csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             answer.to_csv(),

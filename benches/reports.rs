@@ -145,7 +145,10 @@ fn main() {
 }
 
 /// Runs the store call on the current runtime from synchronous timing code.
-fn runtime_block<'a, T, F>(store: &'a ClickHouseStore, call: impl FnOnce(&'a ClickHouseStore) -> F) -> T
+fn runtime_block<'a, T, F>(
+    store: &'a ClickHouseStore,
+    call: impl FnOnce(&'a ClickHouseStore) -> F,
+) -> T
 where
     F: std::future::Future<Output = Result<T, scribble_store::StoreError>>,
 {
@@ -172,7 +175,9 @@ fn compare(
 ) {
     let filter = JourneyFilter::default();
     let (clickhouse_s, from_clickhouse) = timed(|| {
-        let set = runtime_block(store, |store| store.journeys_without_properties(PROJECT, &filter));
+        let set = runtime_block(store, |store| {
+            store.journeys_without_properties(PROJECT, &filter)
+        });
         report(&set)
     });
     let (embedded_s, from_embedded) = timed(|| report(&book.journeys(&filter)));

@@ -133,7 +133,10 @@ async fn packed_events_land_where_librdkafka_puts_their_key() {
     let (topic, sink) = topic_and_sink(&brokers).await;
     let deadline = Instant::now() + ARRIVAL;
     while sink.known_partitions().is_none() {
-        assert!(Instant::now() < deadline, "the sink never learned the partition count");
+        assert!(
+            Instant::now() < deadline,
+            "the sink never learned the partition count"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sink.known_partitions(), Some(3));
@@ -154,8 +157,8 @@ async fn packed_events_land_where_librdkafka_puts_their_key() {
         .unwrap();
     for event in &keyed {
         let key = scribble_bus::message_key("shop", event);
-        let payload = serde_json::to_vec(&serde_json::json!({"project": "shop", "event": event}))
-            .unwrap();
+        let payload =
+            serde_json::to_vec(&serde_json::json!({"project": "shop", "event": event})).unwrap();
         plain
             .send(
                 FutureRecord::to(&topic).key(&key).payload(&payload),
@@ -171,13 +174,19 @@ async fn packed_events_land_where_librdkafka_puts_their_key() {
     for delivery in &deliveries {
         if let Delivery::Event { event, .. } = delivery {
             let visitor = event.who.anonymous_id.clone().unwrap();
-            partitions.entry(visitor).or_default().push(delivery.partition());
+            partitions
+                .entry(visitor)
+                .or_default()
+                .push(delivery.partition());
         }
     }
     assert_eq!(partitions.len(), 40);
     for (visitor, seen) in &partitions {
         assert_eq!(seen.len(), 2, "{visitor}: {seen:?}");
-        assert_eq!(seen[0], seen[1], "{visitor}: packed and keyed partitions differ");
+        assert_eq!(
+            seen[0], seen[1],
+            "{visitor}: packed and keyed partitions differ"
+        );
     }
     let used: std::collections::HashSet<i32> = partitions.values().map(|seen| seen[0]).collect();
     assert_eq!(used.len(), 3, "40 visitors spread over all partitions");

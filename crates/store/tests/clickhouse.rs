@@ -210,7 +210,11 @@ async fn assert_same_answers(
             .journeys_without_properties(project, &filter)
             .await
             .unwrap();
-        assert_eq!(named(&compact), named(&expected), "{name}, without properties");
+        assert_eq!(
+            named(&compact),
+            named(&expected),
+            "{name}, without properties"
+        );
         let collapsed = PathOptions {
             collapse_repeats: true,
             top_n: Some(2),
@@ -323,9 +327,19 @@ async fn a_replayed_batch_changes_no_answer() {
     let visitors: HashSet<String> = shop
         .iter()
         .filter(|event| matches!(event.body, Body::Touchpoint { .. }))
-        .map(|event| event.who.anonymous_id.clone().or(event.who.user_id.clone()).unwrap())
+        .map(|event| {
+            event
+                .who
+                .anonymous_id
+                .clone()
+                .or(event.who.user_id.clone())
+                .unwrap()
+        })
         .collect();
-    assert_eq!(database.count("journey_fragments").await, visitors.len() as u64);
+    assert_eq!(
+        database.count("journey_fragments").await,
+        visitors.len() as u64
+    );
     assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
 }
 
@@ -484,7 +498,10 @@ async fn a_batch_linking_more_identities_than_one_query_can_name_is_stored() {
     let (_dir, embedded) = embedded(&batch);
     let filter = JourneyFilter::default();
     let expected = embedded.journeys(SHOP, &filter).await.unwrap();
-    let actual = database.store.journeys_without_properties(SHOP, &filter).await;
+    let actual = database
+        .store
+        .journeys_without_properties(SHOP, &filter)
+        .await;
     assert_eq!(expected.journeys.len(), 6_000);
     assert_eq!(named(&actual.unwrap()), named(&expected));
 }

@@ -602,7 +602,10 @@ mod tests {
         let reads = |query: Result<ReportQuery<FunnelOptions>, ApiError>| {
             query.unwrap().options.reads_step_properties()
         };
-        assert!(!reads(funnel_query(pairs(&[("steps", "site_visit,purchase")]))));
+        assert!(!reads(funnel_query(pairs(&[(
+            "steps",
+            "site_visit,purchase"
+        )]))));
         assert!(reads(funnel_query(pairs(&[(
             "steps",
             "site_visit[page=pricing],purchase"
@@ -615,7 +618,10 @@ mod tests {
         };
         assert!(!attribution(&[]));
         assert!(attribution(&[("value_property", "revenue")]));
-        assert!(!top_paths_query(vec![]).unwrap().options.reads_step_properties());
+        assert!(!top_paths_query(vec![])
+            .unwrap()
+            .options
+            .reads_step_properties());
     }
 
     /// The name of the parameter an invalid request is refused for.

@@ -77,7 +77,10 @@ where
         if reads_step_properties {
             state.store.journeys(project, &filter).await
         } else {
-            state.store.journeys_without_properties(project, &filter).await
+            state
+                .store
+                .journeys_without_properties(project, &filter)
+                .await
         }
     };
     let ReportQuery {
@@ -134,10 +137,8 @@ where
             .await??
         }
         Split::Compare(filter_b) => {
-            let (set_a, set_b) = tokio::try_join!(
-                journeys(filter.clone()),
-                journeys(filter_b.clone()),
-            )?;
+            let (set_a, set_b) =
+                tokio::try_join!(journeys(filter.clone()), journeys(filter_b.clone()),)?;
             compute(move || -> Result<Body, ApiError> {
                 let (a, b) = (report(&set_a, &options)?, report(&set_b, &options)?);
                 if format == TableFormat::Csv {

@@ -176,13 +176,15 @@ fn label_rows(events: &[(&str, &Event)]) -> Vec<LabelRow> {
     }
     spans
         .into_iter()
-        .map(|((project, touchpoint, channel), (first_ms, last_ms))| LabelRow {
-            project: project.to_owned(),
-            touchpoint: touchpoint.to_owned(),
-            channel: channel.to_owned(),
-            first_ms,
-            last_ms,
-        })
+        .map(
+            |((project, touchpoint, channel), (first_ms, last_ms))| LabelRow {
+                project: project.to_owned(),
+                touchpoint: touchpoint.to_owned(),
+                channel: channel.to_owned(),
+                first_ms,
+                last_ms,
+            },
+        )
         .collect()
 }
 
@@ -329,9 +331,15 @@ mod tests {
         .expect("one new touch");
         let order: Vec<i64> = merged.iter().map(|touch| touch.at_ms).collect();
         assert_eq!(order, [10, 20, 30]);
-        assert_eq!(extended(merged.clone(), vec![touch(20, "email_open", 2)]), None);
+        assert_eq!(
+            extended(merged.clone(), vec![touch(20, "email_open", 2)]),
+            None
+        );
         // Same millisecond: by touchpoint name, as journeys order them.
-        let tie = extended(vec![touch(5, "site_visit", 9)], vec![touch(5, "ad_click", 8)]);
+        let tie = extended(
+            vec![touch(5, "site_visit", 9)],
+            vec![touch(5, "ad_click", 8)],
+        );
         assert_eq!(tie.unwrap()[0].touchpoint, "ad_click");
     }
 

@@ -128,7 +128,10 @@ impl LabelCodes {
             code if self.channels.is_empty() => self.touchpoints[code as usize - 1].clone(),
             code => {
                 let (touchpoint, channel) = self.touchpoint_and_channel(code);
-                format!("{} ({})", self.touchpoints[touchpoint], self.channels[channel])
+                format!(
+                    "{} ({})",
+                    self.touchpoints[touchpoint], self.channels[channel]
+                )
             }
         }
     }
@@ -336,7 +339,10 @@ impl ClickHouseStore {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT arrayMap(x -> cityHash64(x), {})", string_array(names));
+        let sql = format!(
+            "SELECT arrayMap(x -> cityHash64(x), {})",
+            string_array(names)
+        );
         Ok(self.client.query(&sql).fetch_one().await?)
     }
 

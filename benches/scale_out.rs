@@ -109,7 +109,7 @@ fn main() {
                     raw,
                     0,
                     1_800_000_000_000,
-                    uuid::Uuid::new_v4(),
+                    uuid::Uuid::new_v4,
                     &EventLimits::default(),
                 )
                 .expect("valid")
@@ -161,7 +161,7 @@ async fn sink_rate(sink: Arc<KafkaSink>, bodies: &[Vec<serde_json::Value>]) -> f
                     .iter()
                     .map(|raw| {
                         let limits = EventLimits::default();
-                        validate(raw, 0, 1_800_000_000_000, uuid::Uuid::new_v4(), &limits)
+                        validate(raw, 0, 1_800_000_000_000, uuid::Uuid::new_v4, &limits)
                             .expect("valid")
                     })
                     .collect()

@@ -88,7 +88,7 @@ async fn record(
         &raw,
         raw.to_string().len(),
         received_ms,
-        Uuid::new_v4(),
+        Uuid::new_v4,
         &state.config.limits,
     )
     .map_err(CollectorError::InvalidEvent)?;

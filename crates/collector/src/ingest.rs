@@ -159,7 +159,7 @@ fn check_event(
     if let Some(kind) = forced_type {
         force_type(&mut value, kind)?;
     }
-    validate(&value, raw.get().len(), received_ms, Uuid::new_v4(), limits)
+    validate(&value, raw.get().len(), received_ms, Uuid::new_v4, limits)
 }
 
 /// Sets `type` to `kind` where the sender left it out; refuses an event that says otherwise.

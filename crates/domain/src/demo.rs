@@ -1122,7 +1122,7 @@ mod tests {
                 &wire,
                 len,
                 event.received_ms,
-                Uuid::nil(),
+                Uuid::nil,
                 &EventLimits::default(),
             );
             assert_eq!(checked.as_ref(), Ok(event), "{wire}");

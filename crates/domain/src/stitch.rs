@@ -524,7 +524,7 @@ mod tests {
             &raw,
             len,
             2_000_000_000_000,
-            Uuid::from_u128(n),
+            || Uuid::from_u128(n),
             &EventLimits::default(),
         )
         .unwrap()

@@ -33,7 +33,7 @@ fn event(n: u128, raw: Value) -> Event {
         &raw,
         len,
         RECEIVED_MS,
-        Uuid::from_u128(n),
+        || Uuid::from_u128(n),
         &EventLimits::default(),
     )
     .unwrap_or_else(|error| panic!("{raw}: {error}"))

@@ -164,6 +164,20 @@ pub struct ApiAddrArgs {
     pub api_addr: SocketAddr,
 }
 
+/// How the query API reads journeys (`serve` and `api`): the stages scribble metrics and the
+/// journey timeline use, and the gap that starts a new session.
+#[derive(Debug, Args, Clone)]
+pub struct JourneyShapeArgs {
+    /// JSON file listing the journey stages in order, each with its touchpoints:
+    /// `[{"name": "awareness", "touchpoints": ["ad_click", "social_post"]}, ...]`. Default: the
+    /// built-in awareness, consideration, purchase, retention and advocacy stages.
+    #[arg(long, env = "SCRIBBLE_STAGES_FILE")]
+    pub stages_file: Option<PathBuf>,
+    /// Minutes of silence after which a customer's next touchpoint starts a new session.
+    #[arg(long, env = "SCRIBBLE_SESSION_GAP_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+    pub session_gap_minutes: u32,
+}
+
 /// The worker's Kafka consumer group (with --bus kafka): workers of one group share the
 /// partitions, and its committed offsets say where a restarted worker resumes.
 #[derive(Debug, Args, Clone)]
@@ -186,6 +200,8 @@ pub struct ServeArgs {
     pub collector: CollectorAddrArgs,
     #[command(flatten)]
     pub api: ApiAddrArgs,
+    #[command(flatten)]
+    pub journeys: JourneyShapeArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]
@@ -238,6 +254,8 @@ pub struct WorkerArgs {
 pub struct ApiArgs {
     #[command(flatten)]
     pub api: ApiAddrArgs,
+    #[command(flatten)]
+    pub journeys: JourneyShapeArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]

@@ -10,6 +10,8 @@ use scribble_bus::{
     ensure_topic, DeadLetters, KafkaConfig, KafkaConsumerConfig, KafkaEventSource, KafkaSink,
 };
 use scribble_domain::project::{Project, Projects};
+use scribble_domain::stages::StageMap;
+use scribble_query_api::ApiConfig;
 use scribble_store::{ClickHouseConfig, ClickHouseStore};
 use scribble_worker::WorkerConfig;
 use tokio::net::TcpListener;
@@ -17,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::cli::{ProjectArgs, DEV_READ_KEY, DEV_WRITE_KEY};
+use crate::cli::{JourneyShapeArgs, ProjectArgs, DEV_READ_KEY, DEV_WRITE_KEY};
 
 /// The projects served: from `--projects-file` when given, else the one project of the flags.
 pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
@@ -50,6 +52,23 @@ pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
         .check()
         .context("the project settings cannot be served")?;
     Ok(projects)
+}
+
+/// The query API's settings: `projects`, and the stages and session gap of `args`.
+pub fn api_config(projects: Projects, args: &JourneyShapeArgs) -> anyhow::Result<ApiConfig> {
+    let mut config = ApiConfig::new(projects);
+    config.session_gap_ms = i64::from(args.session_gap_minutes) * 60_000;
+    if let Some(path) = &args.stages_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the stages file {}", path.display()))?;
+        config.stages = serde_json::from_str::<StageMap>(&text).with_context(|| {
+            format!(
+                "{} is not a stages file: write a JSON list of {{\"name\", \"touchpoints\"}} in stage order",
+                path.display()
+            )
+        })?;
+    }
+    Ok(config)
 }
 
 /// A multi-threaded runtime for a command.

@@ -83,12 +83,12 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 pub fn api(args: ApiArgs) -> anyhow::Result<()> {
     let (address, database) = clickhouse(&args.store.store)?;
-    let projects = processes::projects(&args.projects)?;
+    let config = processes::api_config(processes::projects(&args.projects)?, &args.journeys)?;
     processes::runtime()?.block_on(async {
         let store = processes::clickhouse(address, database).await?;
         let (listener, _) = listen(Service::QueryApi, args.api.api_addr).await?;
         let shutdown = Shutdown::new();
-        let api = spawn_api(listener, projects, store, &shutdown);
+        let api = spawn_api(listener, config, store, &shutdown);
         shutdown.on_signal().await?;
         api.await??;
         Ok(())

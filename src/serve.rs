@@ -73,7 +73,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sink.clone(),
         &shutdown,
     );
-    let api = spawn_api(api_listener, projects, store, &shutdown);
+    let api_config = processes::api_config(projects, &args.journeys)?;
+    let api = spawn_api(api_listener, api_config, store, &shutdown);
     info!(%collector_addr, %api_addr, bus = %args.bus.bus, store = %args.store.store, "scribble serving");
 
     if args.demo {
@@ -136,11 +137,11 @@ pub fn spawn_collector(
 /// Serves the query API on `listener` until shutdown.
 pub fn spawn_api(
     listener: tokio::net::TcpListener,
-    projects: Projects,
+    config: ApiConfig,
     store: Arc<dyn JourneyStore>,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
-    let router = scribble_query_api::router(Arc::new(ApiConfig::new(projects)), store);
+    let router = scribble_query_api::router(Arc::new(config), store);
     tokio::spawn(scribble_query_api::serve(
         listener,
         router,

@@ -809,3 +809,62 @@ fn servers_that_are_not_there_are_named_with_the_flag_to_check() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stages_file_and_session_gap_shape_the_journey_and_bad_stage_files_are_refused() {
+    let (guard, data_dir) = common::data_dir();
+    let stages = guard.path().join("stages.json");
+    std::fs::write(
+        &stages,
+        r#"[{"name": "look", "touchpoints": ["site_visit"]}, {"name": "buy", "touchpoints": ["purchase"]}]"#,
+    )
+    .unwrap();
+    let mut args: Vec<&str> = common::TEST_PROJECT_ARGS.to_vec();
+    args.extend([
+        "--stages-file",
+        stages.to_str().unwrap(),
+        "--session-gap-minutes",
+        "5",
+    ]);
+    let server = Server::start_with(&data_dir.join("data"), &args);
+    // A visit, an email 2 minutes later, a purchase 10 minutes after that: two sessions of a
+    // 5-minute gap (one of the default 30), and stages from the file.
+    let events = json!([
+        {"touchpoint": "site_visit", "anonymous_id": "c1", "timestamp": "2026-11-02T10:00:00Z"},
+        {"touchpoint": "email_open", "anonymous_id": "c1", "timestamp": "2026-11-02T10:02:00Z"},
+        {"touchpoint": "purchase", "anonymous_id": "c1", "timestamp": "2026-11-02T10:12:00Z"},
+    ]);
+    let (status, reply) = server.post_events(&events);
+    assert_eq!(status, 200, "{reply}");
+    let journey = server.wait_until("/v1/customers/a:c1/journey", |body| {
+        body["touchpoints"] == 3
+    });
+    assert_eq!(journey["sessions"], 2);
+    let stage_of_each: Vec<Value> = journey["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["stage"].clone())
+        .collect();
+    assert_eq!(stage_of_each, [json!("look"), Value::Null, json!("buy")]);
+    drop(server);
+
+    std::fs::write(
+        &stages,
+        r#"[{"name": "look", "touchpoints": ["site_visit"]}, {"name": "look"}]"#,
+    )
+    .unwrap();
+    let stderr = failure(&[
+        "serve",
+        "--collector-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir.join("data").to_str().unwrap(),
+        "--stages-file",
+        stages.to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("is not a stages file"), "{stderr}");
+    assert!(stderr.contains("listed twice"), "{stderr}");
+}

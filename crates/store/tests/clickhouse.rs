@@ -309,21 +309,10 @@ async fn a_replayed_batch_changes_no_answer() {
     let batch = pairs(SHOP, &shop);
     let (_dir, embedded) = embedded(&batch);
     database.store.insert(&batch).await.unwrap();
+    let labels = database.count("touchpoint_labels").await;
     // The replay, as after a worker crash between the write and its commit.
     database.store.insert(&batch).await.unwrap();
     assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
-
-    // Duplicates share the sorting key, so a merge keeps one row of each event; a replay wrote
-    // no fragment, so each visitor still has one.
-    for table in ["events", "journey_fragments"] {
-        database
-            .client()
-            .query(&format!("OPTIMIZE TABLE {}.{table} FINAL", database.name))
-            .execute()
-            .await
-            .unwrap();
-    }
-    assert_eq!(database.count("events").await, shop.len() as u64);
     let visitors: HashSet<String> = shop
         .iter()
         .filter(|event| matches!(event.body, Body::Touchpoint { .. }))
@@ -336,6 +325,24 @@ async fn a_replayed_batch_changes_no_answer() {
                 .unwrap()
         })
         .collect();
+    // Before any merge: the replay wrote no fragment and no label row.
+    assert_eq!(
+        database.count("journey_fragments").await,
+        visitors.len() as u64
+    );
+    assert_eq!(database.count("touchpoint_labels").await, labels);
+
+    // Duplicates share the sorting key, so a merge keeps one row of each event; a replay wrote
+    // no fragment, so each visitor still has one.
+    for table in ["events", "journey_fragments"] {
+        database
+            .client()
+            .query(&format!("OPTIMIZE TABLE {}.{table} FINAL", database.name))
+            .execute()
+            .await
+            .unwrap();
+    }
+    assert_eq!(database.count("events").await, shop.len() as u64);
     assert_eq!(
         database.count("journey_fragments").await,
         visitors.len() as u64

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ::clickhouse::Row;
+use parking_lot::Mutex;
 use scribble_domain::event::{Body, Event, IdentityKey};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -157,6 +158,60 @@ fn extended(stored: Vec<Touch>, added: Vec<Touch>) -> Option<Vec<Touch>> {
     Some(touches)
 }
 
+/// The label spans a store has written, so that a batch writes a label row only when it
+/// brings a label, or a day of one, that the table does not hold yet. Without it every batch
+/// wrote a row per label (tens of millions a day under load) and every report read them all.
+/// Spans are widened to whole UTC days; a superset is all reports need. Per process: after a
+/// restart each label is written once more.
+#[derive(Debug, Default)]
+pub(super) struct KnownLabels {
+    spans: Mutex<HashMap<(String, String, String), (i64, i64)>>,
+}
+
+/// A label's identity in [`KnownLabels`]: project, touchpoint, channel.
+type LabelKey = (String, String, String);
+
+impl KnownLabels {
+    /// Of `batch`, the rows the table lacks, widened to whole days and to what is known, and
+    /// the spans to record once they are written.
+    fn unwritten(&self, batch: Vec<LabelRow>) -> (Vec<LabelRow>, Vec<(LabelKey, (i64, i64))>) {
+        let spans = self.spans.lock();
+        let mut rows = Vec::new();
+        let mut recorded = Vec::new();
+        for mut row in batch {
+            let key = (
+                row.project.clone(),
+                row.touchpoint.clone(),
+                row.channel.clone(),
+            );
+            let known = spans.get(&key).copied();
+            if known.is_some_and(|(first, last)| first <= row.first_ms && row.last_ms <= last) {
+                continue;
+            }
+            let day_first = row.first_ms - row.first_ms.rem_euclid(DAY_MS);
+            let day_last = row.last_ms - row.last_ms.rem_euclid(DAY_MS) + DAY_MS - 1;
+            let (first, last) = known.map_or((day_first, day_last), |(first, last)| {
+                (first.min(day_first), last.max(day_last))
+            });
+            (row.first_ms, row.last_ms) = (first, last);
+            recorded.push((key, (first, last)));
+            rows.push(row);
+        }
+        (rows, recorded)
+    }
+
+    /// Records spans [`unwritten`](Self::unwritten) gave, after their rows were stored.
+    fn written(&self, recorded: Vec<(LabelKey, (i64, i64))>) {
+        let mut spans = self.spans.lock();
+        for (key, (first, last)) in recorded {
+            let span = spans.entry(key).or_insert((first, last));
+            *span = (span.0.min(first), span.1.max(last));
+        }
+    }
+}
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
 /// Per `(touchpoint, channel)` of the batch, the earliest and latest time.
 fn label_rows(events: &[(&str, &Event)]) -> Vec<LabelRow> {
     let mut spans: BTreeMap<(&str, &str, &str), (i64, i64)> = BTreeMap::new();
@@ -234,8 +289,9 @@ impl ClickHouseStore {
         &self,
         events: &[(&str, &Event)],
     ) -> Result<(), StoreError> {
-        self.insert_rows("{db}.touchpoint_labels", &label_rows(events))
-            .await?;
+        let (labels, spans) = self.known_labels.unwritten(label_rows(events));
+        self.insert_rows("{db}.touchpoint_labels", &labels).await?;
+        self.known_labels.written(spans);
         let mut rows = Vec::new();
         for (project, mut added) in new_touches(events) {
             let identities: Vec<String> = added.keys().cloned().collect();
@@ -341,6 +397,39 @@ mod tests {
             vec![touch(5, "ad_click", 8)],
         );
         assert_eq!(tie.unwrap()[0].touchpoint, "ad_click");
+    }
+
+    #[test]
+    fn a_label_is_written_again_only_for_a_day_it_lacks() {
+        let label = |first_ms: i64, last_ms: i64| LabelRow {
+            project: "shop".into(),
+            touchpoint: "site_visit".into(),
+            channel: "web".into(),
+            first_ms,
+            last_ms,
+        };
+        let known = KnownLabels::default();
+        let (rows, spans) = known.unwritten(vec![label(DAY_MS + 5, DAY_MS + 9)]);
+        assert_eq!(
+            (rows[0].first_ms, rows[0].last_ms),
+            (DAY_MS, 2 * DAY_MS - 1),
+            "widened to the whole day"
+        );
+        // Not written yet: the same batch again still needs its row.
+        assert_eq!(
+            known.unwritten(vec![label(DAY_MS + 5, DAY_MS + 9)]).0.len(),
+            1
+        );
+        known.written(spans);
+        assert!(known
+            .unwritten(vec![label(DAY_MS + 7, 2 * DAY_MS - 1)])
+            .0
+            .is_empty());
+        let (rows, _) = known.unwritten(vec![label(2 * DAY_MS + 1, 2 * DAY_MS + 2)]);
+        assert_eq!(
+            (rows[0].first_ms, rows[0].last_ms),
+            (DAY_MS, 3 * DAY_MS - 1)
+        );
     }
 
     #[test]

@@ -130,6 +130,7 @@ const MIGRATIONS: &[(u32, &[&str])] = &[
 pub struct ClickHouseStore {
     client: Client,
     database: String,
+    known_labels: fragments::KnownLabels,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -156,6 +157,7 @@ impl ClickHouseStore {
         Ok(Self {
             client,
             database: config.database.clone(),
+            known_labels: fragments::KnownLabels::default(),
         })
     }
 
@@ -255,13 +257,7 @@ impl ClickHouseStore {
         to_ms: Option<i64>,
     ) -> Result<Vec<EventRow>, StoreError> {
         let mut sql = self.sql("SELECT ?fields FROM {db}.events WHERE project = ?");
-        let bounds: Vec<String> = [
-            from_ms.map(|from| format!("at_ms >= {from}")),
-            to_ms.map(|to| format!("at_ms < {to}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let bounds = time_bounds("at_ms", from_ms, to_ms);
         if !bounds.is_empty() {
             sql.push_str(&format!(
                 " AND (kind != 'touchpoint' OR (anonymous_id != '' AND user_id != '') OR ({}))",
@@ -565,6 +561,17 @@ pub(crate) fn string_literal(text: &str) -> String {
 pub(crate) fn string_array(items: &[String]) -> String {
     let literals: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
     format!("[{}]", literals.join(","))
+}
+
+/// SQL conditions keeping the times in `column` within `[from_ms, to_ms)`; none when open.
+pub(super) fn time_bounds(column: &str, from_ms: Option<i64>, to_ms: Option<i64>) -> Vec<String> {
+    [
+        from_ms.map(|from| format!("{column} >= {from}")),
+        to_ms.map(|to| format!("{column} < {to}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Most identities one `IN` lookup names: a worker batch may name tens of thousands, and the

@@ -27,7 +27,7 @@ use scribble_domain::paths::{
 use scribble_domain::stitch::JourneyFilter;
 use uuid::Uuid;
 
-use super::{string_array, string_literal, ClickHouseStore};
+use super::{string_array, string_literal, time_bounds, ClickHouseStore};
 use crate::StoreError;
 
 /// Labels of one report by number: `0` is the virtual start (or "no previous step"), `1..=real`
@@ -43,7 +43,7 @@ pub(super) struct LabelCodes {
     code_bits: u32,
     first_ms: i64,
     /// `cityHash64` of each touchpoint and channel, in the same order: the codes journey
-    /// fragments store. Empty when the report reads raw events.
+    /// fragments store.
     touchpoint_hashes: Vec<u64>,
     channel_hashes: Vec<u64>,
 }
@@ -181,11 +181,16 @@ impl LabelCodes {
     }
 }
 
+/// The label names of a report with their `cityHash64`, computed once per distinct name.
+const NAMES_AND_HASHES: &str = "arrayMap(x -> (x, cityHash64(x)), groupUniqArray(touchpoint)), \
+     arrayMap(x -> (x, cityHash64(x)), groupUniqArray(channel))";
+
 /// The labels and time span of the touchpoints a report selects.
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct LabelSpan {
-    touchpoints: Vec<String>,
-    channels: Vec<String>,
+    /// Each name with its `cityHash64`, the code journey fragments store for it.
+    touchpoints: Vec<(String, u64)>,
+    channels: Vec<(String, u64)>,
     first_ms: i64,
     last_ms: i64,
     count: u64,
@@ -291,8 +296,8 @@ impl ClickHouseStore {
     ) -> Result<Option<LabelCodes>, StoreError> {
         let sql = match source {
             Source::Events { where_sql } => format!(
-                "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(at_ms), \
-                 max(at_ms), count() FROM {{db}}.events WHERE {where_sql}"
+                "SELECT {NAMES_AND_HASHES}, min(at_ms), max(at_ms), count() \
+                 FROM {{db}}.events WHERE {where_sql}"
             ),
             Source::Fragments {
                 project,
@@ -300,8 +305,8 @@ impl ClickHouseStore {
                 to_ms,
             } => {
                 let mut sql = format!(
-                    "SELECT groupUniqArray(touchpoint), groupUniqArray(channel), min(first_ms), \
-                     max(last_ms), count() FROM {{db}}.touchpoint_labels WHERE project = {}",
+                    "SELECT {NAMES_AND_HASHES}, min(first_ms), max(last_ms), count() \
+                     FROM {{db}}.touchpoint_labels WHERE project = {}",
                     string_literal(project)
                 );
                 sql.extend(from_ms.map(|from| format!(" AND last_ms >= {from}")));
@@ -322,28 +327,20 @@ impl ClickHouseStore {
         if breakdown == Breakdown::None {
             channels.clear();
         }
-        let Source::Fragments { from_ms, to_ms, .. } = source else {
-            return LabelCodes::new(touchpoints, channels, first_ms, last_ms).map(Some);
-        };
-        // The label table knows each label's whole span; the report needs only the filter's.
-        first_ms = first_ms.max(from_ms.unwrap_or(i64::MIN));
-        last_ms = last_ms.min(to_ms.map_or(i64::MAX, |to| to - 1));
-        let mut codes = LabelCodes::new(touchpoints, channels, first_ms, last_ms.max(first_ms))?;
-        codes.touchpoint_hashes = self.name_hashes(&codes.touchpoints).await?;
-        codes.channel_hashes = self.name_hashes(&codes.channels).await?;
-        Ok(Some(codes))
-    }
-
-    /// `cityHash64` of each of `names`, as the server computes the fragments' codes.
-    async fn name_hashes(&self, names: &[String]) -> Result<Vec<u64>, StoreError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
+        let hashes: HashMap<String, u64> = touchpoints.iter().chain(&channels).cloned().collect();
+        let names = |pairs: Vec<(String, u64)>| pairs.into_iter().map(|(name, _)| name).collect();
+        let (touchpoints, channels) = (names(touchpoints), names(channels));
+        if let Source::Fragments { from_ms, to_ms, .. } = source {
+            // The label table knows each label's whole span; the report needs only the filter's.
+            first_ms = first_ms.max(from_ms.unwrap_or(i64::MIN));
+            last_ms = last_ms
+                .min(to_ms.map_or(i64::MAX, |to| to - 1))
+                .max(first_ms);
         }
-        let sql = format!(
-            "SELECT arrayMap(x -> cityHash64(x), {})",
-            string_array(names)
-        );
-        Ok(self.client.query(&sql).fetch_one().await?)
+        let mut codes = LabelCodes::new(touchpoints, channels, first_ms, last_ms)?;
+        codes.touchpoint_hashes = codes.touchpoints.iter().map(|name| hashes[name]).collect();
+        codes.channel_hashes = codes.channels.iter().map(|name| hashes[name]).collect();
+        Ok(Some(codes))
     }
 
     /// A `WHERE` clause keeping the customers whose latest scalar value of every trait in
@@ -439,13 +436,7 @@ impl ClickHouseStore {
                     "arrayMap((t, c, ch, h) -> {key}, times, codes, {channel_codes}, id_hashes)",
                     key = pack("t", &codes.fragment_label_sql(), "h"),
                 );
-                let bounds: Vec<String> = [
-                    from_ms.map(|from| format!("t >= {from}")),
-                    to_ms.map(|to| format!("t < {to}")),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
+                let bounds = time_bounds("t", *from_ms, *to_ms);
                 if !bounds.is_empty() {
                     fragment_keys = format!(
                         "arrayFilter((k, t) -> {}, {fragment_keys}, times)",
@@ -577,8 +568,7 @@ fn touch_filter_sql(project: &str, filter: &JourneyFilter) -> String {
         format!("project = {}", string_literal(project)),
         "kind = 'touchpoint'".to_owned(),
     ];
-    conditions.extend(filter.from_ms.map(|from| format!("at_ms >= {from}")));
-    conditions.extend(filter.to_ms.map(|to| format!("at_ms < {to}")));
+    conditions.extend(time_bounds("at_ms", filter.from_ms, filter.to_ms));
     for (key, value) in &filter.properties {
         conditions.push(format!(
             "arrayExists((k, v) -> k = {} AND v = {}, prop_keys, prop_values)",

@@ -165,16 +165,18 @@ fn extended(stored: Vec<Touch>, added: Vec<Touch>) -> Option<Vec<Touch>> {
 /// restart each label is written once more.
 #[derive(Debug, Default)]
 pub(super) struct KnownLabels {
-    spans: Mutex<HashMap<(String, String, String), (i64, i64)>>,
+    spans: Mutex<HashMap<LabelKey, Span>>,
 }
 
 /// A label's identity in [`KnownLabels`]: project, touchpoint, channel.
 type LabelKey = (String, String, String);
+/// First and last epoch millisecond of a label's span.
+type Span = (i64, i64);
 
 impl KnownLabels {
     /// Of `batch`, the rows the table lacks, widened to whole days and to what is known, and
     /// the spans to record once they are written.
-    fn unwritten(&self, batch: Vec<LabelRow>) -> (Vec<LabelRow>, Vec<(LabelKey, (i64, i64))>) {
+    fn unwritten(&self, batch: Vec<LabelRow>) -> (Vec<LabelRow>, Vec<(LabelKey, Span)>) {
         let spans = self.spans.lock();
         let mut rows = Vec::new();
         let mut recorded = Vec::new();
@@ -201,7 +203,7 @@ impl KnownLabels {
     }
 
     /// Records spans [`unwritten`](Self::unwritten) gave, after their rows were stored.
-    fn written(&self, recorded: Vec<(LabelKey, (i64, i64))>) {
+    fn written(&self, recorded: Vec<(LabelKey, Span)>) {
         let mut spans = self.spans.lock();
         for (key, (first, last)) in recorded {
             let span = spans.entry(key).or_insert((first, last));

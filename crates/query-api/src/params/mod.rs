@@ -42,6 +42,9 @@ pub struct MetricsQuery {
     pub filter: JourneyFilter,
 }
 
+/// A `(name, value)` filter pair: a property or a trait and the value it must have.
+type NamedValue = (String, String);
+
 /// Query-string pairs, consumed parameter by parameter; whatever is left at the end is unknown.
 struct Pairs(Vec<(String, String)>);
 
@@ -115,18 +118,38 @@ impl Pairs {
             to_ms,
             ..Default::default()
         };
-        let mut rest = Vec::new();
+        (filter.properties, filter.traits) = self.take_prefixed("prop.", "trait.");
+        Ok(filter)
+    }
+
+    /// Takes every `<property_prefix>KEY=VALUE` and `<trait_prefix>KEY=VALUE` pair, as
+    /// `(properties, traits)` of `(KEY, VALUE)`.
+    fn take_prefixed(
+        &mut self,
+        property_prefix: &str,
+        trait_prefix: &str,
+    ) -> (Vec<NamedValue>, Vec<NamedValue>) {
+        let (mut properties, mut traits, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for (key, value) in self.0.drain(..) {
-            if let Some(property) = key.strip_prefix("prop.") {
-                filter.properties.push((property.to_owned(), value));
-            } else if let Some(trait_name) = key.strip_prefix("trait.") {
-                filter.traits.push((trait_name.to_owned(), value));
+            if let Some(property) = key.strip_prefix(property_prefix) {
+                properties.push((property.to_owned(), value));
+            } else if let Some(trait_name) = key.strip_prefix(trait_prefix) {
+                traits.push((trait_name.to_owned(), value));
             } else {
                 rest.push((key, value));
             }
         }
         self.0 = rest;
-        Ok(filter)
+        (properties, traits)
+    }
+
+    /// `format` of a report answered as a table: `json` (default) or `csv`.
+    fn take_table_format(&mut self) -> Result<TableFormat, ApiError> {
+        match self.take("format").as_deref() {
+            None | Some("json") => Ok(TableFormat::Json),
+            Some("csv") => Ok(TableFormat::Csv),
+            Some(_) => Err(ApiError::invalid("format", "must be json or csv")),
+        }
     }
 
     fn finish(self) -> Result<(), ApiError> {
@@ -240,11 +263,7 @@ pub fn overview_query(pairs: Vec<(String, String)>) -> Result<OverviewQuery, Api
             .ok_or_else(|| ApiError::invalid("interval", "must be hour, day or week"))?,
     };
     let goal = non_empty("goal", pairs.take("goal"))?.unwrap_or_else(|| "purchase".to_owned());
-    let format = match pairs.take("format").as_deref() {
-        None | Some("json") => TableFormat::Json,
-        Some("csv") => TableFormat::Csv,
-        Some(_) => return Err(ApiError::invalid("format", "must be json or csv")),
-    };
+    let format = pairs.take_table_format()?;
     let filter = pairs.take_filter()?;
     pairs.finish()?;
     Ok(OverviewQuery {

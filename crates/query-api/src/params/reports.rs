@@ -242,11 +242,7 @@ fn report_query<O>(
 ) -> Result<ReportQuery<O>, ApiError> {
     let mut pairs = Pairs(pairs);
     let options = options(&mut pairs)?;
-    let format = match pairs.take("format").as_deref() {
-        None | Some("json") => TableFormat::Json,
-        Some("csv") => TableFormat::Csv,
-        Some(_) => return Err(ApiError::invalid("format", "must be json or csv")),
-    };
+    let format = pairs.take_table_format()?;
     let breakdown = breakdown_by(&mut pairs)?;
     let comparison = Comparison::take(&mut pairs)?;
     let filter = pairs.take_filter()?;
@@ -332,17 +328,8 @@ impl Comparison {
             comparison.to_ms = Some(time("compare.to", &text)?);
             asked = true;
         }
-        let mut rest = Vec::new();
-        for (key, value) in pairs.0.drain(..) {
-            if let Some(property) = key.strip_prefix("compare.prop.") {
-                comparison.properties.push((property.to_owned(), value));
-            } else if let Some(trait_name) = key.strip_prefix("compare.trait.") {
-                comparison.traits.push((trait_name.to_owned(), value));
-            } else {
-                rest.push((key, value));
-            }
-        }
-        pairs.0 = rest;
+        (comparison.properties, comparison.traits) =
+            pairs.take_prefixed("compare.prop.", "compare.trait.");
         asked |= !comparison.properties.is_empty() || !comparison.traits.is_empty();
         Ok(asked.then_some(comparison))
     }

@@ -37,6 +37,8 @@ type Pipeline = (Arc<dyn EventSink>, Arc<dyn JourneyStore>, JoinHandle<()>);
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let projects = processes::projects(&args.projects)?;
+    // Every setting is checked before anything opens, listens or starts.
+    let api_config = processes::api_config(projects.clone(), &args.journeys)?;
     let shutdown = Shutdown::new();
     let (sink, store, worker): Pipeline = match (&args.bus.bus, &args.store.store) {
         (BusTarget::Embedded, StoreTarget::Embedded) => {
@@ -73,7 +75,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sink.clone(),
         &shutdown,
     );
-    let api_config = processes::api_config(projects, &args.journeys)?;
     let api = spawn_api(api_listener, api_config, store, &shutdown);
     info!(%collector_addr, %api_addr, bus = %args.bus.bus, store = %args.store.store, "scribble serving");
 

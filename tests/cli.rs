@@ -738,7 +738,7 @@ fn projects_file_serves_several_projects_apart_and_bad_files_are_refused() {
 fn command_line_mistakes_are_refused_with_what_to_change() {
     let kafka = "kafka://127.0.0.1:9092/events";
     let clickhouse = "clickhouse://127.0.0.1:8123/scribble";
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["collector"], "pass --bus kafka://"),
         (&["worker", "--store", clickhouse], "pass --bus kafka://"),
         (&["worker", "--bus", kafka], "pass --store clickhouse://"),
@@ -769,6 +769,10 @@ fn command_line_mistakes_are_refused_with_what_to_change() {
         (
             &["paths", "--where", "campaign"],
             "write filters as NAME=VALUE",
+        ),
+        (
+            &["serve", "--session-gap-minutes", "0"],
+            "--session-gap-minutes",
         ),
     ];
     for (args, expected) in cases {
@@ -854,17 +858,8 @@ fn stages_file_and_session_gap_shape_the_journey_and_bad_stage_files_are_refused
         r#"[{"name": "look", "touchpoints": ["site_visit"]}, {"name": "look"}]"#,
     )
     .unwrap();
-    let stderr = failure(&[
-        "serve",
-        "--collector-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir.join("data").to_str().unwrap(),
-        "--stages-file",
-        stages.to_str().unwrap(),
-    ]);
+    // Refused at start, before serve opens its data or listens.
+    let stderr = failure(&["serve", "--stages-file", stages.to_str().unwrap()]);
     assert!(stderr.contains("is not a stages file"), "{stderr}");
     assert!(stderr.contains("listed twice"), "{stderr}");
 }

@@ -93,6 +93,23 @@ pub enum Command {
     Api(ApiArgs),
     /// Apply the ClickHouse schema migrations (also done at start by worker and api).
     Migrate(MigrateArgs),
+    /// Manage the projects of a projects file: list them, add one, change its settings.
+    ///
+    /// Running servers read the file again every --projects-reload-seconds, so a change takes
+    /// effect without a restart.
+    ///
+    /// Example: scribble projects add shop --retention-days 395 --rate-limit 500 --burst 2000
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+    /// Manage API keys: issue, list and revoke the write and read keys of a project.
+    ///
+    /// A key is shown once, when it is issued; the projects file keeps only its SHA-256. A
+    /// revoked key stops working in every server within --projects-reload-seconds (10 s by
+    /// default).
+    ///
+    /// Example: scribble keys create --project shop --kind write
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// The write key a server and `import` use when none is given: fine on a laptop, never exposed.
@@ -119,11 +136,124 @@ pub struct ProjectArgs {
         value_delimiter = ','
     )]
     pub redirect_hosts: Vec<String>,
-    /// JSON file listing several projects, each with its own keys and redirect hosts:
-    /// `{"projects": [{"name", "write_keys": [..], "read_keys": [..], "redirect_hosts": [..]}]}`.
-    /// Replaces --project, --write-key, --read-key and --redirect-host.
+    /// JSON file listing the projects, their keys (hashed) and settings, as `scribble projects`
+    /// and `scribble keys` write it (see README, Projects and keys). Replaces --project,
+    /// --write-key, --read-key and --redirect-host.
     #[arg(long, env = "SCRIBBLE_PROJECTS_FILE")]
     pub projects_file: Option<PathBuf>,
+    /// Seconds between two reads of --projects-file: new keys, revocations and settings take
+    /// effect within this time, without a restart.
+    #[arg(long, env = "SCRIBBLE_PROJECTS_RELOAD_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub projects_reload_seconds: u64,
+}
+
+/// The projects file the `projects` and `keys` commands edit.
+#[derive(Debug, Args, Clone)]
+pub struct ProjectsFileArgs {
+    /// The projects file the servers read (created by `scribble projects add` if missing).
+    #[arg(long, env = "SCRIBBLE_PROJECTS_FILE")]
+    pub projects_file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// List the projects with their settings and key counts.
+    List(ProjectsFileArgs),
+    /// Add a project, and issue it one write key and one read key (printed once).
+    Add(ProjectAddArgs),
+    /// Change a project's settings; settings not given stay as they are.
+    Set(ProjectSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectAddArgs {
+    /// Name of the new project (what reports and logs call it).
+    pub name: String,
+    #[command(flatten)]
+    pub file: ProjectsFileArgs,
+    #[command(flatten)]
+    pub settings: ProjectSettingsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectSetArgs {
+    /// Name of the project to change.
+    pub name: String,
+    #[command(flatten)]
+    pub file: ProjectsFileArgs,
+    #[command(flatten)]
+    pub settings: ProjectSettingsArgs,
+    /// Remove the project's rate limit.
+    #[arg(long, conflicts_with_all = ["rate_limit", "burst"])]
+    pub no_rate_limit: bool,
+    /// Keep events for ever (remove the retention period).
+    #[arg(long, conflicts_with = "retention_days")]
+    pub no_retention: bool,
+}
+
+/// A project's settings as flags.
+#[derive(Debug, Args)]
+pub struct ProjectSettingsArgs {
+    /// Store senders' IP addresses whole instead of truncated (IPv4 /24, IPv6 /48).
+    #[arg(long, value_name = "true|false")]
+    pub keep_full_ip: Option<bool>,
+    /// Delete events older than this many days.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+    /// Events per second each write key of the project may send (429 above it).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+    /// Events a write key may send at once above its rate (default: 2 seconds' worth).
+    #[arg(long, requires = "rate_limit", value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: Option<u32>,
+    /// Host that email click links may redirect to (repeat; replaces the list).
+    #[arg(long = "redirect-host")]
+    pub redirect_hosts: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the issued keys (ids only; the keys themselves are never stored).
+    List(KeysListArgs),
+    /// Issue a key and print it once.
+    Create(KeysCreateArgs),
+    /// Revoke a key by its id; servers refuse it within --projects-reload-seconds.
+    Revoke(KeysRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub file: ProjectsFileArgs,
+    /// Only this project's keys.
+    #[arg(long)]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    #[command(flatten)]
+    pub file: ProjectsFileArgs,
+    /// The project the key opens.
+    #[arg(long)]
+    pub project: String,
+    /// `write` keys only send events (collector); `read` keys only read reports (query API).
+    #[arg(long, value_enum)]
+    pub kind: KeyKindArg,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    #[command(flatten)]
+    pub file: ProjectsFileArgs,
+    /// The key's id, as `scribble keys list` shows it (e.g. scw_AbCd1234).
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyKindArg {
+    Write,
+    Read,
 }
 
 /// The event bus. Shared by `serve` and the scale-out commands, so the help names both forms.

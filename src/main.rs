@@ -2,11 +2,12 @@
 //! scale-out process over Kafka and ClickHouse (`collector`, `worker`, `api`, `migrate`); loads
 //! exports (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`,
 //! and the analyst reports `funnel`, `drop-off`, `top-paths`, `influence`, `attribution`,
-//! `sales-cycle`, `leads`).
+//! `sales-cycle`, `leads`); manages projects and API keys (`projects`, `keys`).
 
 mod cli;
 mod import;
 mod processes;
+mod projects;
 mod report;
 mod scale_out;
 mod serve;
@@ -54,5 +55,7 @@ fn run(command: cli::Command) -> anyhow::Result<()> {
         cli::Command::Worker(args) => scale_out::worker(args),
         cli::Command::Api(args) => scale_out::api(args),
         cli::Command::Migrate(args) => scale_out::migrate(args),
+        cli::Command::Projects(command) => projects::projects(command),
+        cli::Command::Keys(command) => projects::keys(command),
     }
 }

@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use scribble_bus::{
     ensure_topic, DeadLetters, KafkaConfig, KafkaConsumerConfig, KafkaEventSource, KafkaSink,
 };
-use scribble_domain::project::{Project, Projects};
+use scribble_domain::project::{LiveProjects, Project, Projects};
 use scribble_domain::stages::StageMap;
 use scribble_query_api::ApiConfig;
 use scribble_store::{ClickHouseConfig, ClickHouseStore};
@@ -17,6 +18,7 @@ use scribble_worker::WorkerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use crate::cli::{JourneyShapeArgs, ProjectArgs, DEV_READ_KEY, DEV_WRITE_KEY};
@@ -24,16 +26,7 @@ use crate::cli::{JourneyShapeArgs, ProjectArgs, DEV_READ_KEY, DEV_WRITE_KEY};
 /// The projects served: from `--projects-file` when given, else the one project of the flags.
 pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
     let projects = match &args.projects_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the projects file {}", path.display()))?;
-            serde_json::from_str::<Projects>(&text).with_context(|| {
-                format!(
-                    "{} is not a projects file (see README, Projects)",
-                    path.display()
-                )
-            })?
-        }
+        Some(path) => crate::projects::read(path)?,
         None => {
             if args.write_key == DEV_WRITE_KEY || args.read_key == DEV_READ_KEY {
                 warn!("using the development keys; set --write-key and --read-key before exposing Scribble");
@@ -44,6 +37,7 @@ pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
                     write_keys: vec![args.write_key.clone()],
                     read_keys: vec![args.read_key.clone()],
                     redirect_hosts: args.redirect_hosts.clone(),
+                    ..Project::default()
                 }],
             }
         }
@@ -54,9 +48,52 @@ pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
     Ok(projects)
 }
 
+/// `projects` as a server holds them. With --projects-file, a task reads the file again every
+/// --projects-reload-seconds and serves what it finds, so new keys, revocations and settings take
+/// effect without a restart; a file that cannot be served is logged and the last good one kept.
+/// Call it inside the runtime that serves.
+pub fn live_projects(args: &ProjectArgs, projects: Projects) -> LiveProjects {
+    let live = LiveProjects::new(projects);
+    if let Some(path) = args.projects_file.clone() {
+        let every = Duration::from_secs(args.projects_reload_seconds);
+        let reloaded = live.clone();
+        tokio::spawn(async move {
+            // The first tick reads the file again: a change made since `projects` read it counts.
+            let mut last_text = None;
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                // A small file: reading it on the runtime thread costs less than a hop to a blocking one.
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(error) => {
+                        warn!(path = %path.display(), %error, "projects file unreadable; serving the last one read");
+                        continue;
+                    }
+                };
+                if last_text.as_deref() == Some(text.as_str()) {
+                    continue;
+                }
+                match crate::projects::parse(&text, &path) {
+                    Ok(projects) => {
+                        info!(path = %path.display(), projects = projects.projects.len(), "projects file reloaded");
+                        reloaded.replace(projects);
+                    }
+                    Err(error) => {
+                        warn!(path = %path.display(), error = format!("{error:#}"), "projects file not reloaded; serving the last good one");
+                    }
+                }
+                last_text = Some(text);
+            }
+        });
+    }
+    live
+}
+
 /// The query API's settings: `projects`, and the stages and session gap of `args`.
-pub fn api_config(projects: Projects, args: &JourneyShapeArgs) -> anyhow::Result<ApiConfig> {
-    let mut config = ApiConfig::new(projects);
+pub fn api_config(projects: LiveProjects, args: &JourneyShapeArgs) -> anyhow::Result<ApiConfig> {
+    let mut config = ApiConfig::live(projects);
     config.session_gap_ms = i64::from(args.session_gap_minutes) * 60_000;
     if let Some(path) = &args.stages_file {
         let text = std::fs::read_to_string(path)

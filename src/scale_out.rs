@@ -35,6 +35,7 @@ pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
     }
     let projects = processes::projects(&args.projects)?;
     processes::runtime()?.block_on(async {
+        let projects = processes::live_projects(&args.projects, projects);
         let sink = processes::kafka_sink(brokers, topic, args.partitions).await?;
         let (listener, _) = listen(Service::Collector, args.collector.collector_addr).await?;
         let shutdown = Shutdown::new();
@@ -83,8 +84,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 pub fn api(args: ApiArgs) -> anyhow::Result<()> {
     let (address, database) = clickhouse(&args.store.store)?;
-    let config = processes::api_config(processes::projects(&args.projects)?, &args.journeys)?;
+    let projects = processes::projects(&args.projects)?;
     processes::runtime()?.block_on(async {
+        let projects = processes::live_projects(&args.projects, projects);
+        let config = processes::api_config(projects, &args.journeys)?;
         let store = processes::clickhouse(address, database).await?;
         let (listener, _) = listen(Service::QueryApi, args.api.api_addr).await?;
         let shutdown = Shutdown::new();

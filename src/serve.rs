@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use scribble_bus::{EmbeddedQueue, EventSink};
 use scribble_collector::CollectorConfig;
 use scribble_domain::demo::{self, DemoOptions};
-use scribble_domain::project::Projects;
+use scribble_domain::project::LiveProjects;
 use scribble_query_api::ApiConfig;
 use scribble_store::{EmbeddedStore, JourneyStore};
 use scribble_worker::WorkerConfig;
@@ -37,6 +37,9 @@ type Pipeline = (Arc<dyn EventSink>, Arc<dyn JourneyStore>, JoinHandle<()>);
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let projects = processes::projects(&args.projects)?;
+    let demo_project = projects.projects[0].name.clone();
+    let demo_read_key = projects.projects[0].read_keys.first().cloned();
+    let projects = processes::live_projects(&args.projects, projects);
     // Every setting is checked before anything opens, listens or starts.
     let api_config = processes::api_config(projects.clone(), &args.journeys)?;
     let shutdown = Shutdown::new();
@@ -67,8 +70,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (collector_listener, collector_addr) =
         listen(Service::Collector, args.collector.collector_addr).await?;
     let (api_listener, api_addr) = listen(Service::QueryApi, args.api.api_addr).await?;
-    let demo_project = projects.projects[0].name.clone();
-    let read_key = projects.projects[0].read_keys[0].clone();
     let collector = spawn_collector(
         collector_listener,
         projects.clone(),
@@ -80,6 +81,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     if args.demo {
         load_demo(sink.as_ref(), &demo_project, &args).await?;
+        let read_key = demo_read_key.unwrap_or_else(|| "<a read key of the project>".into());
         println!(
             "demo data sent; try: curl -H 'Authorization: Bearer {read_key}' 'http://{api_addr}/v1/paths?format=mermaid'"
         );
@@ -123,11 +125,11 @@ async fn embedded(
 /// Serves the collector on `listener` until shutdown.
 pub fn spawn_collector(
     listener: tokio::net::TcpListener,
-    projects: Projects,
+    projects: LiveProjects,
     sink: Arc<dyn EventSink>,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
-    let router = scribble_collector::router(Arc::new(CollectorConfig::new(projects)), sink);
+    let router = scribble_collector::router(Arc::new(CollectorConfig::live(projects)), sink);
     tokio::spawn(scribble_collector::serve(
         listener,
         router,

@@ -118,6 +118,7 @@ pub fn bench_projects() -> Projects {
             write_keys: vec![WRITE_KEY.into()],
             read_keys: vec!["bench-read-key".into()],
             redirect_hosts: vec![],
+            ..Project::default()
         }],
     }
 }

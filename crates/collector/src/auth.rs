@@ -9,7 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use scribble_domain::project::{bearer_key, KeyKind, Project, Projects};
+use scribble_domain::project::{bearer_key, KeyKind, KeyMatch, ServedProjects};
 
 use crate::CollectorError;
 
@@ -48,18 +48,18 @@ fn key_in_query(query: &str) -> Option<String> {
         .filter(|key| !key.is_empty())
 }
 
-/// The project whose write key `key` is. A read key is told apart from an unknown one, so a
-/// sender who pasted the wrong key learns which one to use.
-pub fn project_for<'a>(
-    projects: &'a Projects,
+/// The project whose write key `key` is, with the key's id. A read key is told apart from an
+/// unknown or revoked one, so a sender who pasted the wrong key learns which one to use.
+pub fn write_key_match<'a>(
+    projects: &'a ServedProjects,
     key: Option<&str>,
-) -> Result<&'a Project, CollectorError> {
+) -> Result<KeyMatch<'a>, CollectorError> {
     let Some(key) = key.filter(|key| !key.is_empty()) else {
         return Err(CollectorError::Unauthorized);
     };
     match projects.by_key(key) {
-        Some((project, KeyKind::Write)) => Ok(project),
-        Some((_, KeyKind::Read)) => Err(CollectorError::WrongKeyKind),
+        Some(found) if found.kind == KeyKind::Write => Ok(found),
+        Some(_) => Err(CollectorError::WrongKeyKind),
         None => Err(CollectorError::Unauthorized),
     }
 }
@@ -67,6 +67,7 @@ pub fn project_for<'a>(
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+    use scribble_domain::project::{Project, Projects};
 
     use super::*;
 
@@ -107,30 +108,26 @@ mod tests {
 
     #[test]
     fn keys_resolve_by_kind() {
-        let projects = Projects {
+        let projects = ServedProjects::new(Projects {
             projects: vec![Project {
                 name: "shop".into(),
                 write_keys: vec!["w1".into()],
                 read_keys: vec!["r1".into()],
-                redirect_hosts: vec![],
+                ..Project::default()
             }],
-        };
-        assert_eq!(project_for(&projects, Some("w1")).unwrap().name, "shop");
+        });
+        let found = write_key_match(&projects, Some("w1")).unwrap();
+        assert_eq!(found.project.name, "shop");
+        assert_eq!(found.key_id, "write_keys[0]");
         assert!(matches!(
-            project_for(&projects, Some("r1")),
+            write_key_match(&projects, Some("r1")),
             Err(CollectorError::WrongKeyKind)
         ));
-        assert!(matches!(
-            project_for(&projects, Some("zz")),
-            Err(CollectorError::Unauthorized)
-        ));
-        assert!(matches!(
-            project_for(&projects, Some("")),
-            Err(CollectorError::Unauthorized)
-        ));
-        assert!(matches!(
-            project_for(&projects, None),
-            Err(CollectorError::Unauthorized)
-        ));
+        for unknown in [Some("zz"), Some(""), None] {
+            assert!(matches!(
+                write_key_match(&projects, unknown),
+                Err(CollectorError::Unauthorized)
+            ));
+        }
     }
 }

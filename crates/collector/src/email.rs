@@ -12,14 +12,14 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scribble_domain::event::validate;
-use scribble_domain::project::Project;
+use scribble_domain::project::{KeyMatch, Project};
 use serde_json::{json, Map, Value};
 use tracing::field::Empty;
 use tracing::{warn, Span};
 use url::Url;
 use uuid::Uuid;
 
-use crate::auth::project_for;
+use crate::auth::write_key_match;
 use crate::{AppState, CollectorError};
 
 /// A 1x1 transparent GIF89a.
@@ -37,9 +37,10 @@ const EVENT_PARAMS: [&str; 4] = ["key", "touchpoint", "user_id", "anonymous_id"]
 pub(crate) async fn pixel(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let params = query_params(query.as_deref());
     let recorded = async {
-        let project = project_for(&state.config.projects, param(&params, "key"))?;
-        Span::current().record("project", project.name.as_str());
-        record(&state, project, &params, "email_open").await
+        let served = state.config.projects.current();
+        let key = write_key_match(&served, param(&params, "key"))?;
+        Span::current().record("project", key.project.name.as_str());
+        record(&state, &key, &params, "email_open").await
     }
     .await;
     if let Err(problem) = recorded {
@@ -59,10 +60,11 @@ pub(crate) async fn click(
     RawQuery(query): RawQuery,
 ) -> Result<Response, CollectorError> {
     let params = query_params(query.as_deref());
-    let project = project_for(&state.config.projects, param(&params, "key"))?;
-    Span::current().record("project", project.name.as_str());
-    let target = redirect_target(project, param(&params, "url"))?;
-    if let Err(problem) = record(&state, project, &params, "email_click").await {
+    let served = state.config.projects.current();
+    let key = write_key_match(&served, param(&params, "key"))?;
+    Span::current().record("project", key.project.name.as_str());
+    let target = redirect_target(key.project, param(&params, "url"))?;
+    if let Err(problem) = record(&state, &key, &params, "email_click").await {
         warn!(code = problem.code(), error = %problem, "email click not recorded; redirecting anyway");
     }
     Ok((
@@ -75,10 +77,10 @@ pub(crate) async fn click(
         .into_response())
 }
 
-/// Validates the event the query describes and queues it.
+/// Validates the event the query describes and queues it, within the key's rate limit.
 async fn record(
     state: &AppState,
-    project: &Project,
+    key: &KeyMatch<'_>,
     params: &[(String, String)],
     default_touchpoint: &str,
 ) -> Result<(), CollectorError> {
@@ -92,7 +94,9 @@ async fn record(
         &state.config.limits,
     )
     .map_err(CollectorError::InvalidEvent)?;
-    state.queue.append(&project.name, &[event]).await?;
+    state.admit(key)?;
+    state.charge(key, 1);
+    state.queue.append(&key.project.name, &[event]).await?;
     Ok(())
 }
 
@@ -172,6 +176,7 @@ mod tests {
             write_keys: vec!["w1".into()],
             read_keys: vec![],
             redirect_hosts: vec!["shop.example".into(), "*.news.example".into()],
+            ..Project::default()
         }
     }
 

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tracing::error;
 
 use crate::ingest::Rejection;
+use crate::rate_limit::RetryAfter;
 
 /// Everything a collector request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub enum CollectorError {
     Queue(#[from] BusError),
     #[error("the event bus cannot take events right now")]
     NotReady,
+    #[error("this write key is over its project's rate limit; retry after the Retry-After seconds, or ask for a higher limit")]
+    RateLimited(RetryAfter),
 }
 
 impl CollectorError {
@@ -100,15 +103,22 @@ impl CollectorError {
                 (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", None)
             }
             Self::Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", None),
+            Self::RateLimited(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                Some(json!({ "retry_after_seconds": wait.seconds() })),
+            ),
         }
     }
 
     /// Seconds a sender should wait before retrying a 503: a full in-flight buffer drains in
     /// about a second; an unreachable broker takes longer to come back.
-    fn retry_after(&self) -> &'static str {
+    fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::Queue(BusError::Unavailable(_)) | Self::NotReady => "5",
-            _ => "1",
+            Self::Queue(BusError::Unavailable(_)) | Self::NotReady => Some(5),
+            Self::RateLimited(wait) => Some(wait.seconds()),
+            _ if self.reply().0 == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
         }
     }
 }
@@ -124,12 +134,12 @@ impl IntoResponse for CollectorError {
             object.extend(fields);
         }
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Queue failures are transient (a commit that failed, a writer restarting, a broker
-            // away): retrying the same request is the right thing for the sender to do.
+        // Queue failures are transient (a commit that failed, a writer restarting, a broker
+        // away) and rate limits refill: retrying the same request later is the right thing.
+        if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(self.retry_after()));
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -19,7 +19,7 @@ use tracing::field::Empty;
 use tracing::{debug, Span};
 use uuid::Uuid;
 
-use crate::auth::{header_key, project_for};
+use crate::auth::{header_key, write_key_match};
 use crate::decode::{decompress, split_events};
 use crate::{AppState, CollectorConfig, CollectorError};
 
@@ -40,9 +40,10 @@ pub struct Accepted {
 
 /// The events of one request, sorted into those to queue and those to report back.
 #[derive(Debug, Default)]
-struct Checked {
-    valid: Vec<Event>,
-    rejected: Vec<Rejection>,
+pub struct Checked {
+    pub valid: Vec<Event>,
+    /// In the order of the events' indexes.
+    pub rejected: Vec<Rejection>,
 }
 
 pub(crate) async fn events(
@@ -77,8 +78,11 @@ async fn ingest(
     body: Result<Bytes, BytesRejection>,
     forced_type: Option<&'static str>,
 ) -> Result<Json<Accepted>, CollectorError> {
-    let project = project_for(&state.config.projects, header_key(headers))?;
+    let served = state.config.projects.current();
+    let key = write_key_match(&served, header_key(headers))?;
+    let project = key.project;
     Span::current().record("project", project.name.as_str());
+    state.admit(&key)?;
     let body = body.map_err(|rejection| body_error(&rejection, state.config.max_body_bytes))?;
     let encoding = headers
         .get(CONTENT_ENCODING)
@@ -97,6 +101,7 @@ async fn ingest(
         debug!("every event rejected");
         return Err(CollectorError::AllRejected(rejected));
     }
+    state.charge(&key, valid.len());
     state.queue.append(&project.name, &valid).await?;
     debug!("events queued");
     Ok(Json(Accepted {
@@ -116,7 +121,7 @@ fn body_error(rejection: &BytesRejection, limit: usize) -> CollectorError {
 
 /// Decodes a whole body and validates each of its events. Synchronous and bounded by
 /// `max_decompressed_bytes`, so it runs inline; the decoded buffers are freed before the append.
-fn check_body(
+pub fn check_body(
     body: &[u8],
     encoding: Option<&str>,
     forced_type: Option<&str>,

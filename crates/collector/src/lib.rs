@@ -17,11 +17,12 @@ mod decode;
 mod email;
 mod error;
 mod ingest;
+mod rate_limit;
 mod tracker;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
@@ -31,20 +32,29 @@ use axum::routing::{get, post};
 use axum::Router;
 use scribble_bus::EventSink;
 use scribble_domain::event::EventLimits;
-use scribble_domain::project::Projects;
+use scribble_domain::project::{KeyMatch, LiveProjects, Projects};
 use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::rate_limit::RateLimiter;
+
 pub use decode::MAX_EVENTS_PER_REQUEST;
 pub use error::CollectorError;
 pub use ingest::{Accepted, Rejection};
+/// The body decoding and per-event validation of `POST /v1/events`, without HTTP: the fuzz
+/// targets (`fuzz/`) drive them with arbitrary bytes.
+pub use {
+    decode::decompress,
+    ingest::{check_body, Checked},
+};
 
 /// The collector's settings, loaded once at start.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
-    /// Projects and their keys; only write keys are accepted here.
-    pub projects: Projects,
+    /// Projects and their keys as served now (a reload replaces them); only write keys are
+    /// accepted here.
+    pub projects: LiveProjects,
     /// Per-event size and shape limits.
     pub limits: EventLimits,
     /// Largest request body as sent (compressed or not), in bytes.
@@ -57,6 +67,11 @@ impl CollectorConfig {
     /// `projects` with the default limits: 32 KiB and 32 levels per event, 1 MiB bodies that may
     /// inflate to 5 MiB.
     pub fn new(projects: Projects) -> Self {
+        Self::live(LiveProjects::new(projects))
+    }
+
+    /// [`new`](Self::new) over projects that may be reloaded while the collector runs.
+    pub fn live(projects: LiveProjects) -> Self {
         Self {
             projects,
             limits: EventLimits::default(),
@@ -71,6 +86,31 @@ impl CollectorConfig {
 struct AppState {
     config: Arc<CollectorConfig>,
     queue: Arc<dyn EventSink>,
+    limiter: Arc<RateLimiter>,
+}
+
+impl AppState {
+    /// Refuses a write key over its project's rate limit, before its body is decoded.
+    fn admit(&self, key: &KeyMatch<'_>) -> Result<(), CollectorError> {
+        self.limiter
+            .admit(&bucket_name(key), key.project.rate_limit, Instant::now())
+            .map_err(CollectorError::RateLimited)
+    }
+
+    /// Charges `events` accepted under `key` to its rate limit.
+    fn charge(&self, key: &KeyMatch<'_>, events: usize) {
+        self.limiter.charge(
+            &bucket_name(key),
+            key.project.rate_limit,
+            events,
+            Instant::now(),
+        );
+    }
+}
+
+/// The rate-limit bucket of a key: ids of plain keys (`write_keys[0]`) repeat across projects.
+fn bucket_name(key: &KeyMatch<'_>) -> String {
+    format!("{}/{}", key.project.name, key.key_id)
 }
 
 /// The collector's routes, ready to be served (or merged into a bigger router).
@@ -102,7 +142,11 @@ pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router
         .route("/scribble.js", get(tracker::script))
         .merge(v1)
         .layer(TraceLayer::new_for_http())
-        .with_state(AppState { config, queue })
+        .with_state(AppState {
+            config,
+            queue,
+            limiter: Arc::default(),
+        })
 }
 
 /// `ready` while the event sink can take events, else a 503 `bus_unavailable` so load balancers

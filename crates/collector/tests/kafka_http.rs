@@ -29,6 +29,7 @@ async fn start_collector(sink: Arc<KafkaSink>) -> String {
             write_keys: vec![WRITE_KEY.into()],
             read_keys: vec![],
             redirect_hosts: vec![],
+            ..Project::default()
         }],
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

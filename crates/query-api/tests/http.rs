@@ -134,6 +134,7 @@ impl TestApi {
             write_keys: vec![write.into()],
             read_keys: vec![read.into()],
             redirect_hosts: Vec::new(),
+            ..Project::default()
         };
         let config = ApiConfig::new(Projects {
             projects: vec![

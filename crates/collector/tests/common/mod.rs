@@ -90,6 +90,7 @@ async fn spawn(
             write_keys: vec![WRITE_KEY.into()],
             read_keys: vec![READ_KEY.into()],
             redirect_hosts: vec!["shop.example".into(), "*.news.example".into()],
+            ..Project::default()
         }],
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
 use scribble_domain::metrics::scribble_metrics;
-use scribble_domain::project::{bearer_key, KeyKind, Projects};
+use scribble_domain::project::{bearer_key, KeyKind, LiveProjects, Projects};
 use scribble_domain::render::{to_dot, to_mermaid};
 use scribble_domain::stages::StageMap;
 use scribble_store::JourneyStore;
@@ -35,16 +35,21 @@ use tracing::{instrument, Span};
 use crate::error::ApiError;
 use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format};
 
-/// Settings of the query API, loaded once at start.
+/// Settings of the query API, loaded once at start (the projects may be reloaded).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub projects: Projects,
+    pub projects: LiveProjects,
     pub stages: StageMap,
     pub session_gap_ms: i64,
 }
 
 impl ApiConfig {
     pub fn new(projects: Projects) -> Self {
+        Self::live(LiveProjects::new(projects))
+    }
+
+    /// [`new`](Self::new) over projects that may be reloaded while the API runs.
+    pub fn live(projects: LiveProjects) -> Self {
         Self {
             projects,
             stages: StageMap::default(),
@@ -148,12 +153,12 @@ impl FromRequestParts<AppState> for Reader {
             .or(query_key.as_deref())
             .ok_or(ApiError::MissingKey)?
             .trim();
-        match state.config.projects.by_key(key) {
-            Some((project, KeyKind::Read)) => Ok(Self {
-                project: project.name.clone(),
+        match state.config.projects.current().by_key(key) {
+            Some(found) if found.kind == KeyKind::Read => Ok(Self {
+                project: found.project.name.clone(),
                 params,
             }),
-            Some((_, KeyKind::Write)) => Err(ApiError::WriteKeyOnReadApi),
+            Some(_) => Err(ApiError::WriteKeyOnReadApi),
             None => Err(ApiError::UnknownKey),
         }
     }

@@ -419,6 +419,115 @@ async fn each_read_key_sees_only_its_own_project() {
     assert_eq!(dan["touchpoints"], 2);
 }
 
+/// The requests that exercise each route of the query API for project isolation, with the
+/// customer path parameter filled by the caller; `None` for routes that hold no project data.
+/// Every route must be listed: a new route fails [`no_route_shows_one_project_the_other_s_data`]
+/// until it is.
+fn isolation_requests(route: &str, customer: &str) -> Option<Vec<String>> {
+    let plain = |queries: &[&str]| {
+        Some(
+            queries
+                .iter()
+                .map(|query| format!("{route}{query}"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    match route {
+        "/" | "/assets/{file}" | "/healthz" | "/openapi.json" => None,
+        "/v1/customers/{id}/journey" => Some(vec![format!("/v1/customers/{customer}/journey")]),
+        "/v1/paths" => plain(&[
+            "",
+            "?view=positional",
+            "?format=dot",
+            "?format=mermaid",
+            "?trait.persona=researcher",
+        ]),
+        "/v1/metrics" | "/v1/touchpoints" | "/v1/overview" => {
+            plain(&["", "?trait.persona=researcher", "?prop.campaign=fall"])
+        }
+        "/v1/top-paths" | "/v1/influence" | "/v1/attribution" | "/v1/sales-cycle" => plain(&[
+            "",
+            "?format=csv",
+            "?breakdown_by=trait.persona",
+            "?compare=previous_period&from=2026-11-03T00:00:00Z&to=2026-11-06T00:00:00Z",
+        ]),
+        "/v1/funnel" | "/v1/drop-off" => plain(&[
+            "?steps=purchase",
+            "?steps=purchase&format=csv",
+            "?steps=purchase&breakdown_by=prop.campaign",
+        ]),
+        "/v1/leads" => plain(&["?leads=form_submit", "?leads=form_submit&format=csv"]),
+        other => panic!("route {other} has no isolation requests; add them to isolation_requests"),
+    }
+}
+
+/// The words of an answer (JSON, CSV, DOT or Mermaid): runs of letters, digits, `_`, `:` and `-`.
+fn words(text: &str) -> std::collections::HashSet<&str> {
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | ':' | '-')))
+        .filter(|word| !word.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn no_route_shows_one_project_the_other_s_data() {
+    let api = TestApi::start().await;
+    // Names only one project's events carry; purchase, researcher and fall are in both.
+    let shop_only = [
+        "ad_click",
+        "site_visit",
+        "email_open",
+        "cookie-a",
+        "cookie-b",
+        "a:cookie-a",
+        "a:cookie-b",
+        "ann",
+        "u:ann",
+        "cara",
+        "u:cara",
+        "bargain",
+        "spring",
+    ];
+    let blog_only = ["newsletter_open", "dan", "u:dan"];
+    let readers = [
+        (SHOP_READ, &blog_only[..], "u:dan", "u:ann"),
+        (BLOG_READ, &shop_only[..], "u:ann", "u:dan"),
+    ];
+    let mut checked = 0;
+    for (key, foreign, foreign_customer, own_customer) in readers {
+        for route in scribble_query_api::route_paths() {
+            for customer in [foreign_customer, own_customer] {
+                let Some(requests) = isolation_requests(route, customer) else {
+                    continue;
+                };
+                for request in requests {
+                    let response = api.get(key, &request).await;
+                    let status = response.status();
+                    let text = response.text().await.unwrap();
+                    if customer == foreign_customer && route.contains("{id}") {
+                        // Refused as unknown: the answer only repeats the id the caller sent.
+                        assert_eq!(status, StatusCode::NOT_FOUND, "{key} {request}: {text}");
+                        assert!(text.contains("unknown_customer"), "{key} {request}: {text}");
+                        checked += 1;
+                        continue;
+                    }
+                    assert_eq!(status, StatusCode::OK, "{key} {request}: {text}");
+                    let leaked: Vec<&&str> = foreign
+                        .iter()
+                        .filter(|name| words(&text).contains(**name))
+                        .collect();
+                    assert!(
+                        leaked.is_empty(),
+                        "{key} {request} shows {leaked:?}: {text}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // Every data route was asked by both projects (the journey twice), so none was skipped.
+    assert!(checked > 60, "only {checked} requests checked");
+}
+
 #[tokio::test]
 async fn touchpoints_are_listed_busiest_first_then_by_name() {
     let api = TestApi::start().await;

@@ -395,3 +395,39 @@ fn a_noisy_project_over_its_limit_does_not_slow_another() {
         "the quiet key slowed from {baseline:?} to {under_noise:?} beside the noisy one"
     );
 }
+
+#[test]
+fn the_scale_out_collector_and_api_each_refuse_a_revoked_key_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("projects.json");
+    let file_arg = file.to_str().unwrap();
+    let (write, read) = add_project(&file, "shop", &[]);
+    let stack = common::scale_out::Stack::new();
+    let client = Client {
+        http: reqwest::blocking::Client::new(),
+        server: Server::start_scale_out_with(
+            &stack,
+            &[
+                "--projects-file",
+                file_arg,
+                "--projects-reload-seconds",
+                "1",
+            ],
+        ),
+    };
+    assert_eq!(client.send(&write, 1).0, 200);
+    assert_eq!(client.read(&read).0, 200);
+    success(&["keys", "revoke", &write[..12], "--projects-file", file_arg]);
+    success(&["keys", "revoke", &read[..12], "--projects-file", file_arg]);
+    let collector = within(
+        Duration::from_secs(60),
+        "the collector refuses the write key",
+        || client.send(&write, 1).0 == 401,
+    );
+    let api = within(
+        Duration::from_secs(60),
+        "the API refuses the read key",
+        || client.read(&read).0 == 401,
+    );
+    println!("revoked keys refused after {collector:?} (collector) and {api:?} (API)");
+}

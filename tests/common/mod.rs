@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use scribble_telemetry::Samples;
 use serde_json::{json, Value};
 
 use scale_out::Stack;
@@ -25,6 +26,8 @@ pub struct Server {
     processes: Vec<Child>,
     pub collector: String,
     pub api: String,
+    /// The `scribble worker` process's metrics and health listener, when this server has one.
+    pub worker: Option<String>,
     http: reqwest::blocking::Client,
 }
 
@@ -65,7 +68,12 @@ pub fn spawn_scribble(args: &[&str], ready_lines: usize) -> (Child, Vec<String>)
 
 /// Starts one `scribble worker` in the consumer group of `stack`.
 pub fn start_worker(stack: &Stack) -> Child {
-    spawn_scribble(
+    start_worker_with_url(stack).0
+}
+
+/// [`start_worker`], with the base URL of the worker's metrics and health listener.
+pub fn start_worker_with_url(stack: &Stack) -> (Child, String) {
+    let (child, lines) = spawn_scribble(
         &[
             "worker",
             "--bus",
@@ -76,10 +84,12 @@ pub fn start_worker(stack: &Stack) -> Child {
             &stack.group,
             "--batch-size",
             "500",
+            "--worker-addr",
+            "127.0.0.1:0",
         ],
-        1,
-    )
-    .0
+        2,
+    );
+    (child, url_of(&lines[0], "worker"))
 }
 
 /// The URL at the end of a "... listening on http://ADDR" line.
@@ -126,12 +136,20 @@ impl Server {
     /// collector, one worker and a query API.
     pub fn start_scale_out(stack: &Stack) -> Server {
         let mut server = Self::start_scale_out_without_worker(stack);
-        server.processes.push(start_worker(stack));
+        let (worker, url) = start_worker_with_url(stack);
+        server.processes.push(worker);
+        server.worker = Some(url);
         server
     }
 
     /// The collector and the query API of the scale-out stack, with no worker yet.
     pub fn start_scale_out_without_worker(stack: &Stack) -> Server {
+        Self::start_scale_out_with(stack, TEST_PROJECT_ARGS)
+    }
+
+    /// The collector and the query API of the scale-out stack with `project_args` choosing the
+    /// projects, and no worker.
+    pub fn start_scale_out_with(stack: &Stack, project_args: &[&str]) -> Server {
         let (bus, store) = (stack.bus.as_str(), stack.store.as_str());
         let mut collector_args = vec![
             "collector",
@@ -142,10 +160,10 @@ impl Server {
             "--partitions",
             "3",
         ];
-        collector_args.extend_from_slice(TEST_PROJECT_ARGS);
+        collector_args.extend_from_slice(project_args);
         let (collector, collector_lines) = spawn_scribble(&collector_args, 1);
         let mut api_args = vec!["api", "--api-addr", "127.0.0.1:0", "--store", store];
-        api_args.extend_from_slice(TEST_PROJECT_ARGS);
+        api_args.extend_from_slice(project_args);
         let (api, api_lines) = spawn_scribble(&api_args, 1);
         Server::new(
             vec![collector, api],
@@ -164,6 +182,7 @@ impl Server {
             processes,
             collector,
             api,
+            worker: None,
             http: reqwest::blocking::Client::new(),
         }
     }
@@ -178,6 +197,28 @@ impl Server {
             .expect("POST /v1/events");
         let status = response.status().as_u16();
         (status, response.json().unwrap_or(Value::Null))
+    }
+
+    /// `GET {base}/metrics` of one of this server's listeners, read back.
+    pub fn scrape(&self, base: &str) -> Samples {
+        let response = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "{base}/metrics");
+        Samples::parse(&response.text().expect("a metrics text"))
+    }
+
+    /// `GET {base}{path}` without a key: the status and the body as text.
+    pub fn get_text(&self, base: &str, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{base}{path}"))
+            .send()
+            .expect("GET a service endpoint");
+        let status = response.status().as_u16();
+        (status, response.text().unwrap_or_default())
     }
 
     pub fn get(&self, path_and_query: &str) -> (u16, Value) {

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use scribble_bus::BusError;
 use scribble_domain::event::FieldError;
+use scribble_telemetry::ErrorCode;
 use serde_json::{json, Value};
 use tracing::error;
 
@@ -134,6 +135,7 @@ impl IntoResponse for CollectorError {
             object.extend(fields);
         }
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(code));
         // Queue failures are transient (a commit that failed, a writer restarting, a broker
         // away) and rate limits refill: retrying the same request later is the right thing.
         if let Some(seconds) = self.retry_after() {
@@ -210,6 +212,18 @@ mod tests {
         let body = body_of(response).await;
         assert_eq!(body["accepted"], 0);
         assert_eq!(body["rejected"][0]["field"], "touchpoint");
+    }
+
+    #[tokio::test]
+    async fn a_key_over_its_rate_is_429_with_the_wait_in_retry_after_and_body() {
+        let response =
+            CollectorError::RateLimited(RetryAfter(std::time::Duration::from_millis(2500)))
+                .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "rate_limited");
+        assert_eq!(body["retry_after_seconds"], 3);
     }
 
     #[tokio::test]

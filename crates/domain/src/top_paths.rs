@@ -183,11 +183,36 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
         (with_goal && customers > 0).then(|| conversions as f64 / customers as f64)
     };
     let [complete, truncated] = tallies;
-    let mut paths: Vec<TopPath> = complete
+    let mut counted: Vec<(Vec<Sym>, bool, Tally)> = complete
         .into_iter()
-        .map(|entry| (entry, false))
-        .chain(truncated.into_iter().map(|entry| (entry, true)))
-        .map(|((steps, tally), truncated)| TopPath {
+        .map(|(steps, tally)| (steps, false, tally))
+        .chain(
+            truncated
+                .into_iter()
+                .map(|(steps, tally)| (steps, true, tally)),
+        )
+        .collect();
+    // The report's order, comparing steps by name without spelling every path out: only the
+    // shown paths get names, and only they are sorted (most journeys are one of a kind).
+    let report_order = |a: &(Vec<Sym>, bool, Tally), b: &(Vec<Sym>, bool, Tally)| {
+        b.2.customers
+            .cmp(&a.2.customers)
+            .then_with(|| {
+                a.0.iter()
+                    .map(|&step| set.symbols.name(step))
+                    .cmp(b.0.iter().map(|&step| set.symbols.name(step)))
+            })
+            .then_with(|| a.1.cmp(&b.1))
+    };
+    let shown = opts.limit.min(counted.len());
+    if shown < counted.len() {
+        counted.select_nth_unstable_by(shown, report_order);
+    }
+    let rest = counted.split_off(shown);
+    counted.sort_unstable_by(report_order);
+    let paths: Vec<TopPath> = counted
+        .into_iter()
+        .map(|(steps, truncated, tally)| TopPath {
             steps: steps
                 .iter()
                 .map(|&touchpoint| set.symbols.name(touchpoint).to_owned())
@@ -198,15 +223,8 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
             conversion_rate: rate(tally.conversions, tally.customers),
         })
         .collect();
-    paths.sort_by(|a, b| {
-        b.customers
-            .cmp(&a.customers)
-            .then_with(|| a.steps.cmp(&b.steps))
-            .then_with(|| a.truncated.cmp(&b.truncated))
-    });
-    let rest = paths.split_off(opts.limit.min(paths.len()));
-    let other_customers = rest.iter().map(|path| path.customers).sum();
-    let other_conversions = rest.iter().filter_map(|path| path.conversions).sum();
+    let other_customers = rest.iter().map(|(_, _, tally)| tally.customers).sum();
+    let other_conversions = rest.iter().map(|(_, _, tally)| tally.conversions).sum();
     TopPathsReport {
         goal: opts.goal.clone(),
         customers: set.journeys.len(),

@@ -500,6 +500,10 @@ mod tests {
                 let key = |path: &TopPath| (std::cmp::Reverse(path.customers), path.steps.clone(), path.truncated);
                 prop_assert!(key(&pair[0]) < key(&pair[1]), "strictly ordered, so no path shows twice");
             }
+            // The shown paths are the first of all paths in the report's order, ties included.
+            let every = top_paths(&set, &TopPathsOptions { limit: usize::MAX, ..opts.clone() });
+            prop_assert_eq!(&report.paths[..], &every.paths[..report.paths.len()]);
+            prop_assert_eq!(report.other.paths, every.paths.len() - report.paths.len());
         }
     }
 }

@@ -20,6 +20,8 @@ use scribble_domain::event::{Body, Event};
 use scribble_domain::paths::{positional_graph, state_graph, PathOptions};
 use scribble_domain::stitch::{JourneyBook, JourneyFilter};
 use scribble_store::EmbeddedStore;
+use scribble_telemetry::MetricsRegistry;
+use scribble_worker::WorkerMetrics;
 use serde_json::Value;
 
 mod support;
@@ -76,10 +78,13 @@ async fn scribble_ingestion(bodies: &[bytes::Bytes]) -> (f64, Duration) {
     let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).expect("queue"));
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).expect("store"));
     let (stop, shutdown) = shutdown_signal();
+    let metrics =
+        WorkerMetrics::register_embedded(&MetricsRegistry::new(), queue.clone(), store.clone());
     let worker = tokio::spawn(scribble_worker::run(
         queue.clone(),
         store.clone(),
         Default::default(),
+        metrics,
         shutdown(),
     ));
     let rate = collector_rate(queue, bodies).await;
@@ -154,11 +159,14 @@ fn worker_drain(events: usize) {
         for chunk in demo.chunks(10_000) {
             queue.append("bench", chunk).await.expect("append");
         }
+        let metrics =
+            WorkerMetrics::register_embedded(&MetricsRegistry::new(), queue.clone(), store.clone());
         let started = Instant::now();
         while scribble_worker::move_batch(
             &queue,
             &store,
             scribble_worker::WorkerConfig::default().batch_size,
+            &metrics,
         )
         .await
         .expect("batch")

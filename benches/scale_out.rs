@@ -32,7 +32,8 @@ use scribble_domain::event::{validate, Event, EventLimits};
 use scribble_domain::paths::{GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
-use scribble_worker::WorkerConfig;
+use scribble_telemetry::MetricsRegistry;
+use scribble_worker::{WorkerConfig, WorkerMetrics};
 use support::{
     bench_dir, collector_rate, env_number, median_seconds, request_bodies, shutdown_signal, BATCH,
     CLIENTS,
@@ -236,6 +237,7 @@ async fn worker_rate(
         dead_letters,
         store,
         WorkerConfig::default(),
+        WorkerMetrics::register_kafka(&MetricsRegistry::new()),
         shutdown(),
     ));
     // The clock starts at the first stored batch: joining the consumer group takes a few seconds

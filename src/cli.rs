@@ -18,6 +18,19 @@ use crate::targets::{BusTarget, StoreTarget};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line, the
+    /// fields of each event and its spans as keys) for log collectors.
+    #[arg(long, global = true, env = "SCRIBBLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Aligned, coloured lines, for people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,7 +290,7 @@ pub struct StoreArgs {
 /// Where the collector listens (`serve` and `collector`).
 #[derive(Debug, Args, Clone)]
 pub struct CollectorAddrArgs {
-    /// Address the collector listens on (POST /v1/events, pixel, click, /readyz).
+    /// Address the collector listens on (POST /v1/events, pixel, click, /readyz, /metrics).
     #[arg(
         long,
         env = "SCRIBBLE_COLLECTOR_ADDR",
@@ -289,7 +302,8 @@ pub struct CollectorAddrArgs {
 /// Where the query API listens (`serve` and `api`).
 #[derive(Debug, Args, Clone)]
 pub struct ApiAddrArgs {
-    /// Address the query API listens on (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey).
+    /// Address the query API listens on (GET /v1/paths, /v1/metrics, /v1/customers/ID/journey,
+    /// the dashboard, /readyz, and /metrics for Prometheus).
     #[arg(long, env = "SCRIBBLE_API_ADDR", default_value = "127.0.0.1:8081")]
     pub api_addr: SocketAddr,
 }
@@ -377,6 +391,10 @@ pub struct WorkerArgs {
     /// Most events per ClickHouse insert.
     #[arg(long, env = "SCRIBBLE_BATCH_SIZE", default_value_t = 10_000)]
     pub batch_size: usize,
+    /// Address the worker listens on for GET /metrics, /healthz and /readyz (it takes no other
+    /// requests). Give each worker on one host its own port.
+    #[arg(long, env = "SCRIBBLE_WORKER_ADDR", default_value = "127.0.0.1:8082")]
+    pub worker_addr: SocketAddr,
 }
 
 /// `scribble api`: only the query API, reading ClickHouse.

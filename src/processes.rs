@@ -14,7 +14,7 @@ use scribble_domain::project::{LiveProjects, Project, Projects};
 use scribble_domain::stages::StageMap;
 use scribble_query_api::ApiConfig;
 use scribble_store::{ClickHouseConfig, ClickHouseStore};
-use scribble_worker::WorkerConfig;
+use scribble_worker::{WorkerConfig, WorkerMetrics};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -155,6 +155,8 @@ impl Shutdown {
 pub enum Service {
     Collector,
     QueryApi,
+    /// The worker's listener for metrics and health.
+    Worker,
 }
 
 impl Service {
@@ -162,6 +164,7 @@ impl Service {
         match self {
             Self::Collector => "collector",
             Self::QueryApi => "query API",
+            Self::Worker => "worker",
         }
     }
 
@@ -170,6 +173,7 @@ impl Service {
         match self {
             Self::Collector => "--collector-addr",
             Self::QueryApi => "--api-addr",
+            Self::Worker => "--worker-addr",
         }
     }
 }
@@ -236,13 +240,14 @@ pub async fn kafka_sink(
     Ok(Arc::new(sink))
 }
 
-/// Starts one stream worker of `group`: Kafka `topic` into `store`.
+/// Starts one stream worker of `group`: Kafka `topic` into `store`, recording into `metrics`.
 pub async fn spawn_kafka_worker(
     brokers: &str,
     topic: &str,
     group: &str,
     store: Arc<ClickHouseStore>,
     config: WorkerConfig,
+    metrics: Arc<WorkerMetrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
     let consumer = KafkaConsumerConfig {
@@ -260,6 +265,7 @@ pub async fn spawn_kafka_worker(
         Arc::new(dead_letters),
         store,
         config,
+        metrics,
         shutdown,
     )))
 }

@@ -2,7 +2,8 @@
 //! and ClickHouse (see deploy/README.md). They reuse the building blocks of `serve`.
 
 use anyhow::bail;
-use scribble_worker::WorkerConfig;
+use scribble_telemetry::MetricsRegistry;
+use scribble_worker::{WorkerConfig, WorkerMetrics};
 use tracing::info;
 
 use crate::cli::{ApiArgs, CollectorArgs, MigrateArgs, WorkerArgs};
@@ -39,7 +40,8 @@ pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         let sink = processes::kafka_sink(brokers, topic, args.partitions).await?;
         let (listener, _) = listen(Service::Collector, args.collector.collector_addr).await?;
         let shutdown = Shutdown::new();
-        let collector = spawn_collector(listener, projects, sink, &shutdown);
+        let registry = MetricsRegistry::new();
+        let collector = spawn_collector(listener, projects, sink, &registry, &shutdown);
         shutdown.on_signal().await?;
         collector.await??;
         Ok(())
@@ -54,17 +56,26 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     }
     processes::runtime()?.block_on(async {
         let store = processes::clickhouse(address, database).await?;
+        let (listener, _) = listen(Service::Worker, args.worker_addr).await?;
         let shutdown = Shutdown::new();
         let config = WorkerConfig {
             batch_size: args.batch_size,
             ..WorkerConfig::default()
         };
+        let registry = MetricsRegistry::new();
+        let metrics = WorkerMetrics::register_kafka(&registry);
+        let http = tokio::spawn(scribble_worker::http::serve(
+            listener,
+            scribble_worker::http::router(registry, metrics.clone()),
+            shutdown.signal(),
+        ));
         let worker = processes::spawn_kafka_worker(
             brokers,
             topic,
             &args.group.group,
             store,
             config,
+            metrics,
             shutdown.signal(),
         )
         .await?;
@@ -78,6 +89,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         );
         shutdown.on_signal().await?;
         worker.await?;
+        http.await??;
         Ok(())
     })
 }
@@ -91,7 +103,7 @@ pub fn api(args: ApiArgs) -> anyhow::Result<()> {
         let store = processes::clickhouse(address, database).await?;
         let (listener, _) = listen(Service::QueryApi, args.api.api_addr).await?;
         let shutdown = Shutdown::new();
-        let api = spawn_api(listener, config, store, &shutdown);
+        let api = spawn_api(listener, config, store, &MetricsRegistry::new(), &shutdown);
         shutdown.on_signal().await?;
         api.await??;
         Ok(())

@@ -1,7 +1,8 @@
 //! `scribble serve`: collector, worker and query API in one process. On the embedded default
 //! they share the queue and store files in `--data-dir`; with `--bus kafka://...` and
 //! `--store clickhouse://...` the same three run over Kafka and ClickHouse. With `--demo`, the
-//! generated data set is sent to the bus first.
+//! generated data set is sent to the bus first. The three record into one metrics registry, so
+//! `/metrics` on either listener shows every metric of the process.
 
 use std::future::Future;
 use std::path::Path;
@@ -15,7 +16,8 @@ use scribble_domain::demo::{self, DemoOptions};
 use scribble_domain::project::LiveProjects;
 use scribble_query_api::ApiConfig;
 use scribble_store::{EmbeddedStore, JourneyStore};
-use scribble_worker::WorkerConfig;
+use scribble_telemetry::MetricsRegistry;
+use scribble_worker::{WorkerConfig, WorkerMetrics};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -43,9 +45,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Every setting is checked before anything opens, listens or starts.
     let api_config = processes::api_config(projects.clone(), &args.journeys)?;
     let shutdown = Shutdown::new();
+    let registry = MetricsRegistry::new();
     let (sink, store, worker): Pipeline = match (&args.bus.bus, &args.store.store) {
         (BusTarget::Embedded, StoreTarget::Embedded) => {
-            embedded(&args.data_dir, shutdown.signal()).await?
+            embedded(&args.data_dir, &registry, shutdown.signal()).await?
         }
         (BusTarget::Kafka { brokers, topic }, StoreTarget::ClickHouse { address, database }) => {
             let store = processes::clickhouse(address, database).await?;
@@ -56,6 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &args.group.group,
                 store.clone(),
                 WorkerConfig::default(),
+                WorkerMetrics::register_kafka(&registry),
                 shutdown.signal(),
             )
             .await?;
@@ -74,9 +78,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         collector_listener,
         projects.clone(),
         sink.clone(),
+        &registry,
         &shutdown,
     );
-    let api = spawn_api(api_listener, api_config, store, &shutdown);
+    let api = spawn_api(api_listener, api_config, store, &registry, &shutdown);
     info!(%collector_addr, %api_addr, bus = %args.bus.bus, store = %args.store.store, "scribble serving");
 
     if args.demo {
@@ -95,9 +100,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the embedded queue and store in `data_dir` (created if missing) and starts the worker
-/// between them.
+/// between them, its metrics in `registry`.
 async fn embedded(
     data_dir: &Path,
+    registry: &MetricsRegistry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Pipeline> {
     std::fs::create_dir_all(data_dir)
@@ -112,24 +118,28 @@ async fn embedded(
             .await?
             .context("cannot open the embedded store")?,
     );
+    let metrics = WorkerMetrics::register_embedded(registry, queue.clone(), store.clone());
     let worker = tokio::spawn(scribble_worker::run(
         queue.clone(),
         store.clone(),
         WorkerConfig::default(),
+        metrics,
         shutdown,
     ));
     // `JourneyStore` is implemented for `Arc<EmbeddedStore>`, hence the Arc around it.
     Ok((queue, Arc::new(store), worker))
 }
 
-/// Serves the collector on `listener` until shutdown.
+/// Serves the collector on `listener` until shutdown, its metrics in `registry`.
 pub fn spawn_collector(
     listener: tokio::net::TcpListener,
     projects: LiveProjects,
     sink: Arc<dyn EventSink>,
+    registry: &MetricsRegistry,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
-    let router = scribble_collector::router(Arc::new(CollectorConfig::live(projects)), sink);
+    let config = Arc::new(CollectorConfig::live(projects));
+    let router = scribble_collector::router(config, sink, registry);
     tokio::spawn(scribble_collector::serve(
         listener,
         router,
@@ -137,14 +147,15 @@ pub fn spawn_collector(
     ))
 }
 
-/// Serves the query API on `listener` until shutdown.
+/// Serves the query API on `listener` until shutdown, its metrics in `registry`.
 pub fn spawn_api(
     listener: tokio::net::TcpListener,
     config: ApiConfig,
     store: Arc<dyn JourneyStore>,
+    registry: &MetricsRegistry,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
-    let router = scribble_query_api::router(Arc::new(config), store);
+    let router = scribble_query_api::router(Arc::new(config), store, registry);
     tokio::spawn(scribble_query_api::serve(
         listener,
         router,

@@ -136,3 +136,117 @@ fn scenario_comes_out_as_the_hand_computed_journeys_and_graphs() {
     assert_eq!(error["error"], "invalid_parameter");
     assert_eq!(error["parameter"], "view");
 }
+
+#[test]
+fn serve_shows_every_metric_of_the_process_on_both_listeners() {
+    let (_guard, data_dir) = common::data_dir();
+    let server = Server::start(&data_dir);
+    let (ids, body) = common::batch("metered", 40);
+    let mut events = body.as_array().unwrap().clone();
+    events.push(json!({"anonymous_id": "metered"}));
+    let (status, reply) = server.post_events(&Value::Array(events));
+    assert_eq!(status, 200, "{reply}");
+    server.wait_until("/v1/touchpoints", |body| body["events"] == ids.len());
+    assert_eq!(
+        server.get_text(&server.api, "/readyz"),
+        (200, "ready".to_owned())
+    );
+    assert_eq!(
+        server.get_text(&server.collector, "/readyz"),
+        (200, "ready".to_owned())
+    );
+
+    for base in [&server.collector, &server.api] {
+        // The worker counts a batch just after the store has it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let samples = loop {
+            let samples = server.scrape(base);
+            if samples.count("scribble_worker_events_stored_total", &[]) == ids.len() as f64 {
+                break samples;
+            }
+            assert!(std::time::Instant::now() < deadline, "{base}: {samples:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let accepted = samples.sum(
+            "scribble_collector_events_accepted_total",
+            &[("project", "default")],
+        );
+        assert_eq!(accepted, Some(40.0), "{base}");
+        let rejected = samples.sum(
+            "scribble_collector_events_rejected_total",
+            &[("reason", "invalid_event")],
+        );
+        assert_eq!(rejected, Some(1.0), "{base}");
+        assert!(samples.count("scribble_worker_batch_events_count", &[]) >= 1.0);
+        assert_eq!(
+            samples.sum("scribble_worker_batch_events_sum", &[]),
+            Some(40.0)
+        );
+        assert_eq!(
+            samples.sum("scribble_worker_queue_backlog_events", &[]),
+            Some(0.0),
+            "{base}: the worker has everything the queue committed"
+        );
+        assert!(
+            samples.count(
+                "scribble_api_http_request_duration_seconds_count",
+                &[("route", "/v1/touchpoints")]
+            ) >= 1.0,
+            "{base}"
+        );
+    }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_fields_as_keys() {
+    let (_guard, data_dir) = common::data_dir();
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_scribble"))
+        .args([
+            "serve",
+            "--collector-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("SCRIBBLE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start scribble serve");
+    let mut stdout = std::io::BufRead::lines(std::io::BufReader::new(serve.stdout.take().unwrap()));
+    let collector = stdout.next().expect("a listening line").unwrap();
+    stdout.next().expect("a listening line").unwrap();
+    // serve handles SIGTERM once it is up, just after its listeners: wait until it answers.
+    let ready = format!("{}/readyz", collector.rsplit(' ').next().unwrap());
+    let is_ready = || reqwest::blocking::get(&ready).is_ok_and(|reply| reply.status() == 200);
+    while !is_ready() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let output = serve.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let logs: Vec<Value> = String::from_utf8(output.stderr)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let serving = logs
+        .iter()
+        .find(|log| log["message"] == "scribble serving")
+        .unwrap_or_else(|| panic!("no serving line in {logs:?}"));
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["bus"], "embedded", "fields are keys: {serving}");
+    assert!(serving["collector_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(logs.iter().any(|log| log["message"] == "shutting down"));
+}

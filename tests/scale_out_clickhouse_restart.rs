@@ -1,7 +1,8 @@
 //! A scale-out fault, against the real broker and ClickHouse of `scripts/test`: ClickHouse
 //! stopped and started again makes the worker retry with back-off, then catch up, while the
-//! collector keeps accepting and the API answers 503. (Its own test binary, because it stops the
-//! ClickHouse every scale-out test uses.)
+//! collector keeps accepting and the API answers 503; the worker's and the API's `/readyz` say
+//! `store_unavailable` meanwhile, and the worker counts its failed inserts. (Its own test
+//! binary, because it stops the ClickHouse every scale-out test uses.)
 
 mod common;
 
@@ -43,7 +44,27 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
     let (status, body) = server.get("/v1/touchpoints");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "store_unavailable");
-    std::thread::sleep(Duration::from_secs(2)); // the worker fails and backs off meanwhile
+    // The worker fails and backs off meanwhile, committing nothing: its lag grows.
+    let worker = server.worker.clone().expect("a worker listener");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server
+        .scrape(&worker)
+        .count("scribble_worker_consumer_lag_messages", &[])
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "no lag while nothing is stored");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for base in [&worker, &server.api] {
+        let (status, body) = server.get_text(base, "/readyz");
+        assert_eq!(status, 503, "{base}: {body}");
+        assert!(body.contains("store_unavailable"), "{base}: {body}");
+    }
+    assert_eq!(
+        server.get_text(&worker, "/healthz").0,
+        200,
+        "alive, not ready"
+    );
 
     let restarted = restart_clickhouse(&servers_dir);
     std::fs::write(&pid_file, restarted).unwrap();
@@ -52,6 +73,29 @@ fn clickhouse_stopped_and_started_again_the_worker_catches_up() {
         body["events"].as_u64() == Some(total)
     });
     assert_eq!(answer["customers"], 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.get_text(&worker, "/readyz").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never became ready again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.get_text(&server.api, "/readyz").0, 200);
+    let metrics = server.scrape(&worker);
+    assert!(
+        metrics.count("scribble_worker_failures_total", &[("step", "insert")]) >= 1.0,
+        "{metrics:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server
+        .scrape(&worker)
+        .count("scribble_worker_consumer_lag_messages", &[])
+        > 0.0
+    {
+        assert!(Instant::now() < deadline, "the lag never went back to 0");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Starts ClickHouse again in the background with the configuration `scripts/test-servers`

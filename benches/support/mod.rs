@@ -8,6 +8,7 @@ use std::time::Instant;
 use scribble_bus::EventSink;
 use scribble_collector::CollectorConfig;
 use scribble_domain::project::{Project, Projects};
+use scribble_telemetry::MetricsRegistry;
 use serde_json::{json, Value};
 
 pub const BATCH: usize = 100;
@@ -126,7 +127,8 @@ pub fn bench_projects() -> Projects {
 /// Events/s acknowledged by a collector over `sink`, loaded with `bodies` from `CLIENTS`
 /// concurrent clients.
 pub async fn collector_rate(sink: Arc<dyn EventSink>, bodies: &[bytes::Bytes]) -> f64 {
-    let router = scribble_collector::router(Arc::new(CollectorConfig::new(bench_projects())), sink);
+    let config = Arc::new(CollectorConfig::new(bench_projects()));
+    let router = scribble_collector::router(config, sink, &MetricsRegistry::new());
     events_per_second(router, bodies).await
 }
 

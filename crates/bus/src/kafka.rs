@@ -32,7 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::{BusError, EventSink};
+use crate::{BusError, EventSink, InFlight};
 
 /// How long librdkafka keeps trying to deliver a message (`message.timeout.ms`), well past the
 /// time callers wait for it. A message that times out after it was sent makes an idempotent
@@ -427,6 +427,16 @@ impl EventSink for KafkaSink {
     fn is_ready(&self) -> bool {
         self.broker.is_ready()
     }
+
+    /// librdkafka's count of messages and requests not yet acknowledged, and the payload bytes
+    /// counted against [`KafkaConfig::max_in_flight_bytes`].
+    fn in_flight(&self) -> Option<InFlight> {
+        let free = self.in_flight.available_permits();
+        Some(InFlight {
+            messages: u64::try_from(self.producer.in_flight_count()).unwrap_or(0),
+            bytes: (self.max_in_flight_bytes.saturating_sub(free)) as u64,
+        })
+    }
 }
 
 /// Waits for every delivery, then releases their bytes and records whether the broker answered.
@@ -675,6 +685,69 @@ impl KafkaEventSource {
         debug!(topic = %self.topic, partitions = next.len(), "committed offsets");
         Ok(())
     }
+
+    /// The consumer lag of this member: over the partitions assigned to it, how many messages
+    /// the group has not committed (per partition, the high watermark minus the committed
+    /// offset). No partitions and no lag before the group assigned any, or with more members
+    /// than partitions, so the lags of every member add up to the group's. Asks the group
+    /// coordinator and the partition leaders, waiting at most `timeout` for each answer.
+    pub fn lag(&self, timeout: Duration) -> Result<ConsumerLag, BusError> {
+        let committed = self.consumer.committed(timeout)?;
+        let mut partitions = Vec::with_capacity(committed.count());
+        for element in committed.elements() {
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(element.topic(), element.partition(), timeout)?;
+            partitions.push(PartitionProgress {
+                committed: match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                },
+                low,
+                high,
+            });
+        }
+        Ok(ConsumerLag {
+            partitions: partitions.len(),
+            messages: uncommitted_messages(&partitions),
+        })
+    }
+}
+
+/// A consumer's share of its group's lag ([`KafkaEventSource::lag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerLag {
+    /// Partitions assigned to the consumer.
+    pub partitions: usize,
+    /// Messages of those partitions the group has not committed.
+    pub messages: u64,
+}
+
+/// Where a consumer group stands in one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartitionProgress {
+    /// The next offset the group will read, once it committed one.
+    committed: Option<i64>,
+    /// The partition's first offset still kept (its low watermark).
+    low: i64,
+    /// One past its last offset (its high watermark).
+    high: i64,
+}
+
+/// The messages of `partitions` the group has not committed: each partition's high watermark
+/// minus where the group resumes, which is the committed offset, or the first offset still
+/// kept when nothing is committed or the committed messages were already deleted.
+fn uncommitted_messages(partitions: &[PartitionProgress]) -> u64 {
+    partitions
+        .iter()
+        .map(|partition| {
+            let resume_at = partition
+                .committed
+                .unwrap_or(partition.low)
+                .max(partition.low);
+            u64::try_from(partition.high - resume_at).unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Producer for `"{topic}.dead-letters"`: messages of the events topic that cannot be processed,
@@ -938,6 +1011,26 @@ mod tests {
             Delivery::decode(0, 3, Some(no_events)).as_slice(),
             [Delivery::Poison { offset: 3, reason, .. }] if reason.contains("no events")
         ));
+    }
+
+    #[test]
+    fn lag_counts_from_the_commit_or_the_first_kept_offset() {
+        let progress = |committed, low, high| PartitionProgress {
+            committed,
+            low,
+            high,
+        };
+        assert_eq!(uncommitted_messages(&[]), 0);
+        assert_eq!(
+            uncommitted_messages(&[
+                progress(Some(7), 0, 10),
+                progress(None, 4, 9),
+                progress(Some(2), 5, 6),
+                progress(Some(12), 0, 12),
+            ]),
+            3 + 5 + 1,
+            "committed, nothing committed, committed messages deleted, caught up"
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use scribble_domain::event::Event;
 
 pub use embedded::{EmbeddedQueue, QueuedEvent};
 pub use kafka::{
-    ensure_topic, message_key, next_offsets, DeadLetters, Delivery, Envelope, KafkaConfig,
-    KafkaConsumerConfig, KafkaEventSource, KafkaSink, REASON_HEADER,
+    ensure_topic, message_key, next_offsets, ConsumerLag, DeadLetters, Delivery, Envelope,
+    KafkaConfig, KafkaConsumerConfig, KafkaEventSource, KafkaSink, REASON_HEADER,
 };
 
 /// Where the collector hands accepted events. Both the embedded queue and Kafka take them.
@@ -23,6 +23,20 @@ pub trait EventSink: Send + Sync {
 
     /// Whether the bus can take events right now (for the readiness endpoint).
     fn is_ready(&self) -> bool;
+
+    /// What the sink holds that the bus has not acknowledged yet, for the collector's metrics;
+    /// `None` for a sink that answers only after its own durable write (the embedded queue,
+    /// whose backlog is what the worker has not stored yet). Must not block.
+    fn in_flight(&self) -> Option<InFlight> {
+        None
+    }
+}
+
+/// Messages and payload bytes handed to the bus and not acknowledged yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InFlight {
+    pub messages: u64,
+    pub bytes: u64,
 }
 
 /// Everything that can go wrong on the bus.

@@ -227,6 +227,28 @@ async fn a_group_resumes_after_its_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_counts_the_messages_the_group_has_not_committed() {
+    let brokers = shared_brokers();
+    let (topic, sink) = topic_and_sink(&brokers).await;
+    // One message per append: each visitor's events share a partition.
+    for visitor in ["gus", "hal", "ivy"] {
+        sink.append("shop", &visits(visitor, 2)).await.unwrap();
+    }
+    let source = consumer(&brokers, &topic, &unique("group"));
+    tokio::task::block_in_place(|| {
+        let lag = || source.lag(Duration::from_secs(5)).unwrap();
+        let deliveries = drain(&source, 6, ARRIVAL);
+        let read = lag();
+        assert_eq!(read.partitions, 3, "the only member has every partition");
+        assert_eq!(read.messages, 3, "read but not committed");
+        source.commit(&deliveries[..2]).unwrap();
+        assert_eq!(lag().messages, 2);
+        source.commit(&deliveries).unwrap();
+        assert_eq!(lag().messages, 0);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncommitted_deliveries_go_to_the_next_consumer_of_the_group() {
     let brokers = shared_brokers();
     let (topic, sink) = topic_and_sink(&brokers).await;

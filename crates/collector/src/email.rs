@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scribble_domain::event::validate;
 use scribble_domain::project::{KeyMatch, Project};
+use scribble_telemetry::ErrorCode;
 use serde_json::{json, Map, Value};
 use tracing::field::Empty;
 use tracing::{warn, Span};
@@ -20,6 +21,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::auth::write_key_match;
+use crate::metrics::INVALID_EVENT;
 use crate::{AppState, CollectorError};
 
 /// A 1x1 transparent GIF89a.
@@ -43,14 +45,16 @@ pub(crate) async fn pixel(State(state): State<AppState>, RawQuery(query): RawQue
         record(&state, &key, &params, "email_open").await
     }
     .await;
-    if let Err(problem) = recorded {
-        warn!(code = problem.code(), error = %problem, "email open not recorded");
-    }
-    (
+    let mut response = (
         [(CONTENT_TYPE, "image/gif"), (CACHE_CONTROL, "no-store")],
         TRANSPARENT_GIF.as_slice(),
     )
-        .into_response()
+        .into_response();
+    if let Err(problem) = recorded {
+        warn!(code = problem.code(), error = %problem, "email open not recorded");
+        response.extensions_mut().insert(ErrorCode(problem.code()));
+    }
+    response
 }
 
 /// Records an email click and redirects (302) to `url` if the project allows its host.
@@ -64,17 +68,20 @@ pub(crate) async fn click(
     let key = write_key_match(&served, param(&params, "key"))?;
     Span::current().record("project", key.project.name.as_str());
     let target = redirect_target(key.project, param(&params, "url"))?;
-    if let Err(problem) = record(&state, &key, &params, "email_click").await {
-        warn!(code = problem.code(), error = %problem, "email click not recorded; redirecting anyway");
-    }
-    Ok((
+    let recorded = record(&state, &key, &params, "email_click").await;
+    let mut response = (
         StatusCode::FOUND,
         [
             (LOCATION, String::from(target)),
             (CACHE_CONTROL, "no-store".to_owned()),
         ],
     )
-        .into_response())
+        .into_response();
+    if let Err(problem) = recorded {
+        warn!(code = problem.code(), error = %problem, "email click not recorded; redirecting anyway");
+        response.extensions_mut().insert(ErrorCode(problem.code()));
+    }
+    Ok(response)
 }
 
 /// Validates the event the query describes and queues it, within the key's rate limit.
@@ -93,11 +100,13 @@ async fn record(
         Uuid::new_v4,
         &state.config.limits,
     )
-    .map_err(CollectorError::InvalidEvent)?;
+    .map_err(|problem| {
+        state.metrics.rejected(&key.project.name, INVALID_EVENT, 1);
+        CollectorError::InvalidEvent(problem)
+    })?;
     state.admit(key)?;
     state.charge(key, 1);
-    state.queue.append(&key.project.name, &[event]).await?;
-    Ok(())
+    state.enqueue(&key.project.name, &[event]).await
 }
 
 /// Decodes a query string leniently: malformed escapes become replacement characters, so a

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::{header_key, write_key_match};
 use crate::decode::{decompress, split_events};
+use crate::metrics::INVALID_EVENT;
 use crate::{AppState, CollectorConfig, CollectorError};
 
 /// One event of a request that failed validation: its position in the request and why.
@@ -97,12 +98,15 @@ async fn ingest(
     )?;
     Span::current().record("accepted", valid.len());
     Span::current().record("rejected", rejected.len());
+    state
+        .metrics
+        .rejected(&project.name, INVALID_EVENT, rejected.len());
     if valid.is_empty() {
         debug!("every event rejected");
         return Err(CollectorError::AllRejected(rejected));
     }
     state.charge(&key, valid.len());
-    state.queue.append(&project.name, &valid).await?;
+    state.enqueue(&project.name, &valid).await?;
     debug!("events queued");
     Ok(Json(Accepted {
         accepted: valid.len(),

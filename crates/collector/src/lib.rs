@@ -10,13 +10,16 @@
 //! - `GET /v1/click`: email clicks, redirected to the project's allowed hosts only;
 //! - `GET /scribble.js`: the browser tracker ([`tracker`]);
 //! - `GET /healthz`: liveness;
-//! - `GET /readyz`: readiness, 200 only while the event sink can take events.
+//! - `GET /readyz`: readiness, 200 only while the event sink can take events;
+//! - `GET /metrics`: every metric of the process in the Prometheus text format ([`metrics`]
+//!   lists the collector's own).
 
 mod auth;
 mod decode;
 mod email;
 mod error;
 mod ingest;
+mod metrics;
 mod rate_limit;
 mod tracker;
 
@@ -31,12 +34,14 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use scribble_bus::EventSink;
-use scribble_domain::event::EventLimits;
+use scribble_domain::event::{Event, EventLimits};
 use scribble_domain::project::{KeyMatch, LiveProjects, Projects};
+use scribble_telemetry::{record_requests, MetricsRegistry};
 use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::metrics::CollectorMetrics;
 use crate::rate_limit::RateLimiter;
 
 pub use decode::MAX_EVENTS_PER_REQUEST;
@@ -87,6 +92,8 @@ struct AppState {
     config: Arc<CollectorConfig>,
     queue: Arc<dyn EventSink>,
     limiter: Arc<RateLimiter>,
+    metrics: Arc<CollectorMetrics>,
+    registry: MetricsRegistry,
 }
 
 impl AppState {
@@ -106,6 +113,22 @@ impl AppState {
             Instant::now(),
         );
     }
+
+    /// Hands `events` of `project` to the bus, counting them as accepted, or as rejected with
+    /// the bus's error code.
+    async fn enqueue(&self, project: &str, events: &[Event]) -> Result<(), CollectorError> {
+        match self.queue.append(project, events).await {
+            Ok(()) => {
+                self.metrics.accepted(project, events.len());
+                Ok(())
+            }
+            Err(failure) => {
+                let error = CollectorError::from(failure);
+                self.metrics.rejected(project, error.code(), events.len());
+                Err(error)
+            }
+        }
+    }
 }
 
 /// The rate-limit bucket of a key: ids of plain keys (`write_keys[0]`) repeat across projects.
@@ -113,8 +136,14 @@ fn bucket_name(key: &KeyMatch<'_>) -> String {
     format!("{}/{}", key.project.name, key.key_id)
 }
 
-/// The collector's routes, ready to be served (or merged into a bigger router).
-pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router {
+/// The collector's routes, ready to be served (or merged into a bigger router). Its metrics are
+/// registered in `registry` (once per registry), and `GET /metrics` serves all of `registry`.
+pub fn router(
+    config: Arc<CollectorConfig>,
+    queue: Arc<dyn EventSink>,
+    registry: &MetricsRegistry,
+) -> Router {
+    let metrics = CollectorMetrics::register(registry, &queue);
     let body_limit = DefaultBodyLimit::max(config.max_body_bytes);
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -140,13 +169,25 @@ pub fn router(config: Arc<CollectorConfig>, queue: Arc<dyn EventSink>) -> Router
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/scribble.js", get(tracker::script))
+        .route("/metrics", get(metrics_reply))
         .merge(v1)
+        .layer(middleware::from_fn_with_state(
+            metrics.http.clone(),
+            record_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(AppState {
             config,
             queue,
             limiter: Arc::default(),
+            metrics,
+            registry: registry.clone(),
         })
+}
+
+/// Every metric of the process, for Prometheus.
+async fn metrics_reply(State(state): State<AppState>) -> axum::response::Response {
+    state.registry.reply()
 }
 
 /// `ready` while the event sink can take events, else a 503 `bus_unavailable` so load balancers

@@ -45,6 +45,86 @@ async fn healthz_says_ok() {
 }
 
 #[tokio::test]
+async fn metrics_count_accepted_and_rejected_events_and_errors_by_code() {
+    let server = TestServer::start().await;
+    let accepted = "scribble_collector_events_accepted_total";
+    let rejected = "scribble_collector_events_rejected_total";
+    let errors = "scribble_collector_http_errors_total";
+    let before = server.metrics().await;
+    assert_eq!(before.count(accepted, &[]), 0.0);
+    assert_eq!(before.count(errors, &[]), 0.0);
+    assert_eq!(
+        before.sum("scribble_collector_kafka_in_flight_bytes", &[]),
+        None,
+        "no Kafka gauges over the embedded queue"
+    );
+
+    let mixed = json!([visit("c1"), {"touchpoint": "x"}, visit("c2")]);
+    assert_eq!(server.post_json("/v1/events", &mixed).await.status(), 200);
+    let none_valid = json!([{"touchpoint": "x"}, {"anonymous_id": "c3"}]);
+    assert_eq!(
+        server.post_json("/v1/events", &none_valid).await.status(),
+        400
+    );
+    let unknown_key = server
+        .client
+        .post(server.url("/v1/events"))
+        .bearer_auth("nope")
+        .json(&visit("c4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_key.status(), 401);
+    let too_large = server
+        .post("/v1/events")
+        .body(vec![b' '; 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
+    let bad_json = server.post("/v1/identify").body("{").send().await.unwrap();
+    assert_eq!(bad_json.status(), 400);
+    // A pixel naming nobody is still served, and counted as an event not recorded.
+    let url = server.url(&format!("/v1/pixel.gif?key={WRITE_KEY}"));
+    assert_is_pixel(server.client.get(url).send().await.unwrap()).await;
+
+    let after = server.metrics().await;
+    assert_eq!(after.sum(accepted, &[("project", "shop")]), Some(2.0));
+    assert_eq!(
+        after.sum(
+            rejected,
+            &[("project", "shop"), ("reason", "invalid_event")]
+        ),
+        Some(1.0 + 2.0 + 1.0),
+        "one of the mixed batch, both of the invalid one, the pixel's"
+    );
+    let events = [("route", "/v1/events")];
+    for (labels, expected) in [
+        (&[events[0], ("code", "all_events_rejected")][..], 1.0),
+        (&[events[0], ("code", "unauthorized")], 1.0),
+        (&[events[0], ("code", "payload_too_large")], 1.0),
+        (&[("route", "/v1/identify"), ("code", "invalid_json")], 1.0),
+        (
+            &[("route", "/v1/pixel.gif"), ("code", "invalid_event")],
+            1.0,
+        ),
+        (&[], 5.0),
+    ] {
+        assert_eq!(after.count(errors, labels), expected, "{labels:?}");
+    }
+    let requests = "scribble_collector_http_requests_total";
+    assert_eq!(after.count(requests, &[events[0], ("status", "200")]), 1.0);
+    assert_eq!(after.count(requests, &[events[0], ("status", "413")]), 1.0);
+    assert_eq!(
+        after.count(
+            "scribble_collector_http_request_duration_seconds_count",
+            &events
+        ),
+        4.0
+    );
+}
+
+#[tokio::test]
 async fn single_event_is_queued() {
     let server = TestServer::start().await;
     let response = server.post_json("/v1/events", &visit("c1")).await;
@@ -579,6 +659,30 @@ async fn an_unreachable_bus_gives_a_retryable_503_while_email_links_keep_working
         .unwrap();
     assert_eq!(click.status(), StatusCode::FOUND);
     assert_eq!(click.headers()["location"], "https://shop.example/sale");
+
+    let metrics = common::scrape(&client, &base).await;
+    assert_eq!(
+        metrics.sum(
+            "scribble_collector_events_rejected_total",
+            &[("reason", "bus_unavailable")]
+        ),
+        Some(3.0),
+        "the event, the open and the click"
+    );
+    assert_eq!(
+        metrics.count("scribble_collector_events_accepted_total", &[]),
+        0.0
+    );
+    for route in ["/v1/events", "/readyz", "/v1/pixel.gif", "/v1/click"] {
+        assert_eq!(
+            metrics.count(
+                "scribble_collector_http_errors_total",
+                &[("route", route), ("code", "bus_unavailable")]
+            ),
+            1.0,
+            "{route}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use scribble_bus::{
 };
 use scribble_collector::{router, serve, CollectorConfig};
 use scribble_domain::project::{Project, Projects};
+use scribble_telemetry::{MetricsRegistry, Samples};
 use serde_json::{json, Value};
 use tansu::Tansu;
 use tokio::net::TcpListener;
@@ -34,7 +35,7 @@ async fn start_collector(sink: Arc<KafkaSink>) -> String {
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(Arc::new(config), sink);
+    let app = router(Arc::new(config), sink, &MetricsRegistry::new());
     tokio::spawn(serve(listener, app, std::future::pending()));
     base
 }
@@ -134,7 +135,37 @@ async fn batches_reach_kafka_and_a_paused_broker_gives_a_fast_retryable_503() {
     );
     let not_ready = wait_for_readiness(&client, &base, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(not_ready["error"], "bus_unavailable");
+    // librdkafka keeps the refused event and goes on trying to deliver it.
+    let paused = scrape(&client, &base).await;
+    let in_flight_bytes = "scribble_collector_kafka_in_flight_bytes";
+    assert!(paused.count(in_flight_bytes, &[]) > 0.0, "{paused:?}");
+    assert!(paused.count("scribble_collector_kafka_in_flight_messages", &[]) >= 1.0);
+    assert_eq!(
+        paused.count("scribble_collector_events_accepted_total", &[]),
+        3.0
+    );
+    assert_eq!(
+        paused.count(
+            "scribble_collector_events_rejected_total",
+            &[("reason", "bus_unavailable")]
+        ),
+        1.0
+    );
 
     broker.resume();
     wait_for_readiness(&client, &base, StatusCode::OK).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scrape(&client, &base).await.count(in_flight_bytes, &[]) > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the held event was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The collector's `/metrics`, read back.
+async fn scrape(client: &reqwest::Client, base: &str) -> Samples {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    Samples::parse(&response.text().await.unwrap())
 }

@@ -8,6 +8,7 @@ use scribble_domain::attribution::AttributionError;
 use scribble_domain::funnel::{FunnelError, MAX_FUNNEL_STEPS};
 use scribble_domain::leads::LeadError;
 use scribble_store::StoreError;
+use scribble_telemetry::ErrorCode;
 use serde_json::json;
 
 /// Everything a query can fail with.
@@ -159,10 +160,13 @@ impl IntoResponse for ApiError {
         if let Self::InvalidParameter { name, .. } = &self {
             body["parameter"] = json!(name);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            return (status, [(axum::http::header::RETRY_AFTER, "1")], Json(body)).into_response();
-        }
-        (status, Json(body)).into_response()
+        let mut response = if status == StatusCode::SERVICE_UNAVAILABLE {
+            (status, [(axum::http::header::RETRY_AFTER, "1")], Json(body)).into_response()
+        } else {
+            (status, Json(body)).into_response()
+        };
+        response.extensions_mut().insert(ErrorCode(code));
+        response
     }
 }
 

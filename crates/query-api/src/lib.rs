@@ -3,6 +3,7 @@
 //! blocking thread, and [`error::ApiError`] is the one place errors become HTTP replies.
 
 pub mod error;
+mod metrics;
 pub mod params;
 mod routes;
 

@@ -11,6 +11,7 @@ use scribble_domain::event::{validate, Event, EventLimits};
 use scribble_domain::project::{Project, Projects};
 use scribble_query_api::{router, serve, ApiConfig};
 use scribble_store::EmbeddedStore;
+use scribble_telemetry::{MetricsRegistry, Samples};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -147,7 +148,11 @@ impl TestApi {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve(
             listener,
-            router(Arc::new(config), Arc::new(Arc::new(store))),
+            router(
+                Arc::new(config),
+                Arc::new(Arc::new(store)),
+                &MetricsRegistry::new(),
+            ),
             async {
                 let _ = stopped.await;
             },
@@ -433,7 +438,7 @@ fn isolation_requests(route: &str, customer: &str) -> Option<Vec<String>> {
         )
     };
     match route {
-        "/" | "/assets/{file}" | "/healthz" | "/openapi.json" => None,
+        "/" | "/assets/{file}" | "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => None,
         "/v1/customers/{id}/journey" => Some(vec![format!("/v1/customers/{customer}/journey")]),
         "/v1/paths" => plain(&[
             "",
@@ -1499,6 +1504,69 @@ async fn analyst_report_mistakes_are_400_naming_the_parameter() {
         ("/v1/top-paths?compare.from=2026-11-10&to=2026-11-05&compare.trait.persona=x", "compare.to"),
     ];
     assert_refused(&api, &cases).await;
+}
+
+#[tokio::test]
+async fn readiness_and_metrics_need_no_key_and_metrics_time_each_route_and_count_errors() {
+    let api = TestApi::start().await;
+    let ready = api.client.get(api.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(ready.text().await.unwrap(), "ready");
+
+    api.shop("/v1/funnel?steps=ad_click,purchase").await;
+    api.shop("/v1/funnel?steps=site_visit,purchase").await;
+    api.shop("/v1/customers/u:ann/journey").await;
+    assert_eq!(
+        api.get_with(SHOP_READ, "/v1/funnel?steps=").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get_with(SHOP_WRITE, "/v1/paths").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.get_with(SHOP_READ, "/v1/customers/u:nobody/journey")
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    let response = api.client.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let samples = Samples::parse(&response.text().await.unwrap());
+    let latency = "scribble_api_http_request_duration_seconds_count";
+    assert_eq!(samples.sum(latency, &[("route", "/v1/funnel")]), Some(3.0));
+    assert_eq!(
+        samples.sum(latency, &[("route", "/v1/customers/{id}/journey")]),
+        Some(2.0),
+        "one series per route pattern, not per customer"
+    );
+    let requests = "scribble_api_http_requests_total";
+    assert_eq!(
+        samples.sum(requests, &[("route", "/v1/funnel"), ("status", "200")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        samples.sum(requests, &[("route", "/readyz"), ("status", "200")]),
+        Some(1.0)
+    );
+    let errors = "scribble_api_http_errors_total";
+    for (route, code) in [
+        ("/v1/funnel", "invalid_parameter"),
+        ("/v1/paths", "wrong_key_kind"),
+        ("/v1/customers/{id}/journey", "unknown_customer"),
+    ] {
+        assert_eq!(
+            samples.sum(errors, &[("route", route), ("code", code)]),
+            Some(1.0),
+            "{route} {code}"
+        );
+    }
+    assert_eq!(samples.count(errors, &[]), 3.0);
 }
 
 #[tokio::test]

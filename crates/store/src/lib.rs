@@ -89,4 +89,10 @@ pub trait JourneyStore: Send + Sync {
         project: &str,
         identity: &IdentityKey,
     ) -> Result<Option<CustomerView>, StoreError>;
+
+    /// Whether reports can be read right now (for readiness endpoints): `Ok` unless the store
+    /// is a server that does not answer. The embedded store, in this process, always can.
+    async fn check_reachable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -3,7 +3,7 @@
 //! topic, inserts the rest into ClickHouse, retrying with back-off while ClickHouse is down, and
 //! commits the partition offsets only after the insert was acknowledged. A crash or a rebalance
 //! therefore replays the uncommitted tail; replayed event ids never count twice because the store
-//! deduplicates by event id.
+//! deduplicates by event id. Alongside, it samples its consumer lag every 5 s for its metrics.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,14 +12,20 @@ use std::time::{Duration, Instant};
 use scribble_bus::{DeadLetters, Delivery, KafkaEventSource};
 use scribble_domain::event::Event;
 use scribble_store::ClickHouseStore;
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::{WorkerConfig, WorkerError};
+use crate::metrics::Step;
+use crate::{WorkerConfig, WorkerError, WorkerMetrics};
 
 /// Longest wait for the first delivery of a batch before checking for shutdown again.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Longest pause between retries of a failed insert.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the consumer lag is sampled: each sample asks the broker, once per partition.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest wait for each broker answer of a lag sample.
+const LAG_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What one batch holds once split: events to store and deliveries that cannot be decoded.
 #[derive(Debug, Default, PartialEq)]
@@ -66,17 +72,19 @@ pub fn backoff(first: Duration, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
-/// Runs the worker until `shutdown` resolves. The next batch is gathered while the current one
-/// is stored and committed, so polling Kafka and writing to ClickHouse overlap. An unfinished
-/// batch is left uncommitted, so the group replays it.
+/// Runs the worker until `shutdown` resolves, recording into `metrics`. The next batch is
+/// gathered while the current one is stored and committed, so polling Kafka and writing to
+/// ClickHouse overlap. An unfinished batch is left uncommitted, so the group replays it.
 pub async fn run(
     source: Arc<KafkaEventSource>,
     dead_letters: Arc<DeadLetters>,
     store: Arc<ClickHouseStore>,
     config: WorkerConfig,
+    metrics: Arc<WorkerMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let _lag_sampler = AbortOnDrop(tokio::spawn(sample_lag(source.clone(), metrics.clone())));
     let mut next = tokio::spawn(gather(source.clone(), config.clone()));
     loop {
         let gathered = tokio::select! {
@@ -89,13 +97,15 @@ pub async fn run(
             // Shared with the blocking commit task instead of copying every event for it.
             Ok(batch) => Arc::new(batch),
             Err(error) => {
+                metrics.failed(Step::Poll);
+                metrics.bus_answered(false);
                 warn!(%error, "polling the bus failed; retrying");
                 tokio::time::sleep(config.retry_after).await;
                 continue;
             }
         };
         let stored = tokio::select! {
-            stored = store_with_retries(&batch, &dead_letters, &store, &config) => stored,
+            stored = store_with_retries(&batch, &dead_letters, &store, &config, &metrics) => stored,
             _ = &mut shutdown => {
                 // The batch being gathered is not committed either: the group replays it.
                 next.abort();
@@ -103,7 +113,43 @@ pub async fn run(
             }
         };
         debug!(events = stored, deliveries = batch.len(), "batch stored");
-        commit_with_retries(&source, &batch, &config).await;
+        commit_with_retries(&source, &batch, &config, &metrics).await;
+    }
+}
+
+/// Aborts the task when dropped, so it ends with the function that started it.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every [`LAG_INTERVAL`], asks the broker for this worker's consumer lag (a blocking call, on
+/// the blocking pool) and records it, and whether the broker answered. Runs until aborted.
+async fn sample_lag(source: Arc<KafkaEventSource>, metrics: Arc<WorkerMetrics>) {
+    let mut ticks = tokio::time::interval(LAG_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let asking = source.clone();
+        match tokio::task::spawn_blocking(move || asking.lag(LAG_TIMEOUT)).await {
+            Ok(Ok(lag)) => {
+                metrics.set_consumer_lag(lag);
+                metrics.bus_answered(true);
+                debug!(
+                    lag_messages = lag.messages,
+                    partitions = lag.partitions,
+                    "consumer lag sampled"
+                );
+            }
+            Ok(Err(error)) => {
+                metrics.bus_answered(false);
+                warn!(%error, "cannot ask the broker for the consumer lag");
+            }
+            Err(error) => warn!(%error, "consumer lag task failed"),
+        }
     }
 }
 
@@ -114,15 +160,20 @@ async fn commit_with_retries(
     source: &Arc<KafkaEventSource>,
     batch: &Arc<Vec<Delivery>>,
     config: &WorkerConfig,
+    metrics: &WorkerMetrics,
 ) {
     const ATTEMPTS: u32 = 5;
     for attempt in 1..=ATTEMPTS {
         let (committing, to_commit) = (source.clone(), batch.clone());
         match tokio::task::spawn_blocking(move || committing.commit(&to_commit)).await {
             Ok(Ok(())) => return,
-            Ok(Err(error)) => warn!(%error, attempt, "offset commit failed; retrying"),
+            Ok(Err(error)) => {
+                metrics.bus_answered(false);
+                warn!(%error, attempt, "offset commit failed; retrying");
+            }
             Err(error) => warn!(%error, attempt, "offset commit task failed; retrying"),
         }
+        metrics.failed(Step::Commit);
         if attempt < ATTEMPTS {
             tokio::time::sleep(backoff(config.retry_after, attempt)).await;
         }
@@ -170,6 +221,7 @@ async fn store_with_retries(
     dead_letters: &DeadLetters,
     store: &ClickHouseStore,
     config: &WorkerConfig,
+    metrics: &WorkerMetrics,
 ) -> usize {
     let split = split(batch);
     for poison in &split.poison {
@@ -179,10 +231,11 @@ async fn store_with_retries(
             payload,
             reason,
         } = *poison;
-        retry_until_ok(config, "dead-letter send", || {
+        retry_until_ok(config, metrics, Step::DeadLetter, || {
             dead_letters.send(payload, reason, partition, offset)
         })
         .await;
+        metrics.dead_lettered();
         warn!(
             partition,
             offset, reason, "poison message sent to the dead-letter topic"
@@ -191,30 +244,51 @@ async fn store_with_retries(
     if split.events.is_empty() {
         return 0;
     }
-    let attempts = retry_until_ok(config, "insert into ClickHouse", || {
+    let (attempts, took) = retry_until_ok(config, metrics, Step::Insert, || {
         store.insert(&split.events)
     })
     .await;
+    metrics.batch_stored(split.events.len(), took);
     if attempts > 1 {
-        info!(attempts, "ClickHouse is back; batch stored");
+        info!(
+            attempts,
+            events = split.events.len(),
+            "ClickHouse is back; batch stored"
+        );
     }
+    debug!(
+        events = split.events.len(),
+        insert_ms = took.as_millis() as u64,
+        "batch inserted into ClickHouse"
+    );
     split.events.len()
 }
 
-/// Runs `step` until it succeeds, pausing with doubling back-off between failures; returns
-/// how many attempts it took.
-async fn retry_until_ok<F, E>(config: &WorkerConfig, what: &str, mut step: impl FnMut() -> F) -> u32
+/// Runs `step` until it succeeds, pausing with doubling back-off between failures, each counted
+/// in `metrics`; returns how many attempts it took and how long the successful one took.
+async fn retry_until_ok<F, E>(
+    config: &WorkerConfig,
+    metrics: &WorkerMetrics,
+    step: Step,
+    mut attempt_step: impl FnMut() -> F,
+) -> (u32, Duration)
 where
     F: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     let mut attempt = 1;
     loop {
-        match step().await {
-            Ok(()) => return attempt,
+        let started = Instant::now();
+        match attempt_step().await {
+            Ok(()) => return (attempt, started.elapsed()),
             Err(error) => {
+                metrics.failed(step);
+                match step {
+                    Step::Insert => metrics.store_answered(false),
+                    _ => metrics.bus_answered(false),
+                }
                 let pause = backoff(config.retry_after, attempt);
-                warn!(%error, attempt, retry_ms = pause.as_millis() as u64, "{what} failed; retrying");
+                warn!(%error, step = step.label(), attempt, retry_ms = pause.as_millis() as u64, "worker step failed; retrying");
                 tokio::time::sleep(pause).await;
                 attempt += 1;
             }

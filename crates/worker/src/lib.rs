@@ -2,9 +2,13 @@
 //! batches, committing its position on the bus only after the store has the batch, so a crash
 //! replays and never loses (the stores drop replayed event ids). [`embedded`] follows the embedded
 //! queue into the embedded store; [`kafka`] is a consumer-group member moving Kafka into ClickHouse.
+//! Both record into [`metrics`]; [`http`] serves them, with liveness and readiness, when the
+//! worker runs as its own process.
 
 pub mod embedded;
+pub mod http;
 pub mod kafka;
+pub mod metrics;
 
 use std::time::Duration;
 
@@ -12,8 +16,10 @@ use scribble_bus::BusError;
 use scribble_store::StoreError;
 
 pub use embedded::{move_batch, run};
+pub use metrics::WorkerMetrics;
 
-/// Everything that can stop one batch.
+/// Everything that can stop one batch, and what makes the worker not ready ([`http`] maps each
+/// to its reply).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
@@ -22,6 +28,10 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the last write to the store failed; the worker is retrying it with back-off")]
+    StoreFailing,
+    #[error("the last call to the event bus failed; the worker is retrying")]
+    BusFailing,
 }
 
 /// Worker settings.

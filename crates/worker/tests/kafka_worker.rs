@@ -19,7 +19,8 @@ use scribble_bus::{
 use scribble_domain::event::{Body, Event, Who};
 use scribble_domain::stitch::JourneyFilter;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, JourneyStore};
-use scribble_worker::{kafka, WorkerConfig};
+use scribble_telemetry::{MetricsRegistry, Samples};
+use scribble_worker::{kafka, WorkerConfig, WorkerMetrics};
 use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -90,12 +91,15 @@ async fn poison_goes_to_the_dead_letters_and_the_worker_moves_on() {
         .await
         .unwrap();
     let store = Arc::new(store);
+    let registry = MetricsRegistry::new();
+    let metrics = WorkerMetrics::register_kafka(&registry);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(kafka::run(
         Arc::new(source),
         Arc::new(dead_letters),
         store.clone(),
         WorkerConfig::default(),
+        metrics,
         async move {
             let _ = stopped.await;
         },
@@ -145,6 +149,21 @@ async fn poison_goes_to_the_dead_letters_and_the_worker_moves_on() {
         })
         .expect("a reason header");
     assert!(reason.contains("not an event envelope"), "{reason}");
+    // The worker counts a step just after it is done: the dead letter and the events may be
+    // seen a moment before their counters move.
+    loop {
+        let samples = Samples::parse(&registry.encode());
+        let dead_letters = samples.count("scribble_worker_dead_letters_total", &[]);
+        let stored = samples.count("scribble_worker_events_stored_total", &[]);
+        if (dead_letters, stored) == (1.0, 4.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics say {dead_letters} dead letters and {stored} events stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     stop.send(()).unwrap();
     worker.await.unwrap();

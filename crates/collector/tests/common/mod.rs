@@ -7,6 +7,7 @@ use std::sync::Arc;
 use scribble_bus::{EmbeddedQueue, EventSink, QueuedEvent};
 use scribble_collector::{router, serve, CollectorConfig};
 use scribble_domain::project::{Project, Projects};
+use scribble_telemetry::{MetricsRegistry, Samples};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -66,6 +67,11 @@ impl TestServer {
         self.post(path).json(body).send().await.unwrap()
     }
 
+    /// The collector's `/metrics`, read back.
+    pub async fn metrics(&self) -> Samples {
+        scrape(&self.client, &self.base).await
+    }
+
     pub fn queued(&self) -> Vec<QueuedEvent> {
         self.queue.read_after(0, 100).unwrap()
     }
@@ -95,8 +101,20 @@ async fn spawn(
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(serve(listener, router(Arc::new(config), sink), shutdown));
+    let app = router(Arc::new(config), sink, &MetricsRegistry::new());
+    let task = tokio::spawn(serve(listener, app, shutdown));
     (base, task)
+}
+
+/// `GET {base}/metrics`, read back; fails the test unless it is the Prometheus text format.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> Samples {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    Samples::parse(&response.text().await.unwrap())
 }
 
 fn client() -> reqwest::Client {

@@ -2,7 +2,8 @@
 //! computes the report on a blocking thread (reports scan every journey) and renders it. The
 //! analyst reports are in [`reports`], with what they share in [`answer`]; the dashboard's time
 //! series is in [`overview`] and the dashboard page itself in [`dashboard`]; [`routes`] lists
-//! every route, and `openapi.json` (at the crate root) describes each of them.
+//! every route, and `openapi.json` (at the crate root) describes each of them. Every request is
+//! recorded in the API's metrics ([`crate::metrics`]), served at `/metrics`.
 
 mod answer;
 mod dashboard;
@@ -19,7 +20,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
 use scribble_domain::metrics::scribble_metrics;
@@ -27,12 +28,14 @@ use scribble_domain::project::{bearer_key, KeyKind, LiveProjects, Projects};
 use scribble_domain::render::{to_dot, to_mermaid};
 use scribble_domain::stages::StageMap;
 use scribble_store::JourneyStore;
+use scribble_telemetry::{record_requests, MetricsRegistry};
 use serde_json::{json, Value};
 use tower_http::cors::CorsLayer;
 use tracing::field::Empty;
 use tracing::{instrument, Span};
 
 use crate::error::ApiError;
+use crate::metrics;
 use crate::params::{filter_query, metrics_query, no_parameters, path_query, Format};
 
 /// Settings of the query API, loaded once at start (the projects may be reloaded).
@@ -62,6 +65,7 @@ impl ApiConfig {
 struct AppState {
     config: Arc<ApiConfig>,
     store: Arc<dyn JourneyStore>,
+    registry: MetricsRegistry,
 }
 
 /// Every route of the query API with its handler, all GET. The router is built from this list,
@@ -71,6 +75,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/", get(dashboard::index)),
         ("/assets/{file}", get(dashboard::asset)),
         ("/healthz", get(|| async { "ok" })),
+        ("/readyz", get(readyz)),
+        ("/metrics", get(prometheus_metrics)),
         ("/openapi.json", get(openapi)),
         ("/v1/paths", get(paths)),
         ("/v1/metrics", get(metrics)),
@@ -92,15 +98,40 @@ pub fn route_paths() -> Vec<&'static str> {
     routes().into_iter().map(|(path, _)| path).collect()
 }
 
-/// The query API's routes over `store`.
-pub fn router(config: Arc<ApiConfig>, store: Arc<dyn JourneyStore>) -> Router {
+/// The query API's routes over `store`. Its metrics are registered in `registry` (once per
+/// registry), and `GET /metrics` serves all of `registry`.
+pub fn router(
+    config: Arc<ApiConfig>,
+    store: Arc<dyn JourneyStore>,
+    registry: &MetricsRegistry,
+) -> Router {
+    let http_metrics = metrics::register(registry);
     routes()
         .into_iter()
         .fold(Router::new(), |router, (path, handler)| {
             router.route(path, handler)
         })
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            record_requests,
+        ))
         .layer(CorsLayer::permissive())
-        .with_state(AppState { config, store })
+        .with_state(AppState {
+            config,
+            store,
+            registry: registry.clone(),
+        })
+}
+
+/// `ready` while the store answers, else `503 store_unavailable`.
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.store.check_reachable().await?;
+    Ok("ready")
+}
+
+/// Every metric of the process, for Prometheus (not the scribble metrics of `/v1/metrics`).
+async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    state.registry.reply()
 }
 
 /// The OpenAPI 3.0 description of every route, written by hand next to the code it describes.

@@ -387,6 +387,11 @@ impl JourneyStore for ClickHouseStore {
         let identity = identity.clone();
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.customer(&identity))).await?
     }
+
+    async fn check_reachable(&self) -> Result<(), StoreError> {
+        self.client.query("SELECT 1").fetch_one::<u8>().await?;
+        Ok(())
+    }
 }
 
 /// Whether `name` can stand in SQL unquoted as a database name: ASCII letters, digits and `_`,

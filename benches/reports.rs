@@ -234,6 +234,7 @@ fn generate(customers: std::ops::Range<usize>) -> Vec<Event> {
                     user_id: Some(format!("u{customer}")),
                 },
                 body: Body::Identify { traits: Map::new() },
+                ip: None,
             });
         }
     }
@@ -253,5 +254,6 @@ fn touch(rng: &mut SmallRng, at_ms: i64, who: Who, touchpoint: &str) -> Event {
             direct: default_direct(channel),
             properties: Map::new(),
         },
+        ip: None,
     }
 }

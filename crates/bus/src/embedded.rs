@@ -247,6 +247,7 @@ mod tests {
                 direct: true,
                 properties: Default::default(),
             },
+            ip: None,
         }
     }
 

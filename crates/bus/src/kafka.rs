@@ -846,6 +846,7 @@ mod tests {
             body: Body::Alias {
                 previous_id: "old".into(),
             },
+            ip: None,
         }
     }
 

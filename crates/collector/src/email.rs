@@ -7,11 +7,14 @@
 //! them over a recording problem: the pixel is always served, and a click to a permitted target
 //! is always redirected; what could not be recorded is logged as a warning.
 
+use std::net::IpAddr;
+
 use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use scribble_domain::event::validate;
+use scribble_domain::privacy::stored_ip;
 use scribble_domain::project::{KeyMatch, Project};
 use scribble_telemetry::ErrorCode;
 use serde_json::{json, Map, Value};
@@ -22,6 +25,7 @@ use uuid::Uuid;
 
 use crate::auth::write_key_match;
 use crate::metrics::INVALID_EVENT;
+use crate::sender::SenderIp;
 use crate::{AppState, CollectorError};
 
 /// A 1x1 transparent GIF89a.
@@ -36,13 +40,17 @@ const EVENT_PARAMS: [&str; 4] = ["key", "touchpoint", "user_id", "anonymous_id"]
 
 /// Records an email open; always answers with the pixel.
 #[tracing::instrument(skip_all, fields(project = Empty))]
-pub(crate) async fn pixel(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn pixel(
+    State(state): State<AppState>,
+    SenderIp(sender): SenderIp,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = query_params(query.as_deref());
     let recorded = async {
         let served = state.config.projects.current();
         let key = write_key_match(&served, param(&params, "key"))?;
         Span::current().record("project", key.project.name.as_str());
-        record(&state, &key, &params, "email_open").await
+        record(&state, &key, sender, &params, "email_open").await
     }
     .await;
     let mut response = (
@@ -61,6 +69,7 @@ pub(crate) async fn pixel(State(state): State<AppState>, RawQuery(query): RawQue
 #[tracing::instrument(skip_all, fields(project = Empty))]
 pub(crate) async fn click(
     State(state): State<AppState>,
+    SenderIp(sender): SenderIp,
     RawQuery(query): RawQuery,
 ) -> Result<Response, CollectorError> {
     let params = query_params(query.as_deref());
@@ -68,7 +77,7 @@ pub(crate) async fn click(
     let key = write_key_match(&served, param(&params, "key"))?;
     Span::current().record("project", key.project.name.as_str());
     let target = redirect_target(key.project, param(&params, "url"))?;
-    let recorded = record(&state, &key, &params, "email_click").await;
+    let recorded = record(&state, &key, sender, &params, "email_click").await;
     let mut response = (
         StatusCode::FOUND,
         [
@@ -84,16 +93,18 @@ pub(crate) async fn click(
     Ok(response)
 }
 
-/// Validates the event the query describes and queues it, within the key's rate limit.
+/// Validates the event the query describes and queues it, within the key's rate limit, with
+/// `sender`'s address as the project stores addresses.
 async fn record(
     state: &AppState,
     key: &KeyMatch<'_>,
+    sender: Option<IpAddr>,
     params: &[(String, String)],
     default_touchpoint: &str,
 ) -> Result<(), CollectorError> {
     let raw = email_event(params, default_touchpoint);
     let received_ms = chrono::Utc::now().timestamp_millis();
-    let event = validate(
+    let mut event = validate(
         &raw,
         raw.to_string().len(),
         received_ms,
@@ -104,6 +115,7 @@ async fn record(
         state.metrics.rejected(&key.project.name, INVALID_EVENT, 1);
         CollectorError::InvalidEvent(problem)
     })?;
+    event.ip = sender.map(|ip| stored_ip(ip, key.project.keep_full_ip));
     state.admit(key)?;
     state.charge(key, 1);
     state.enqueue(&key.project.name, &[event]).await

@@ -5,6 +5,8 @@
 //! event was queued; 400 `all_events_rejected` with the same `rejected` list when none was, so a
 //! sender whose every event is wrong sees a failure instead of a success that queued nothing.
 
+use std::net::IpAddr;
+
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::header::CONTENT_ENCODING;
@@ -12,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
 use scribble_domain::event::{validate, Event, EventLimits, FieldError};
+use scribble_domain::privacy::stored_ip;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -22,6 +25,7 @@ use uuid::Uuid;
 use crate::auth::{header_key, write_key_match};
 use crate::decode::{decompress, split_events};
 use crate::metrics::INVALID_EVENT;
+use crate::sender::SenderIp;
 use crate::{AppState, CollectorConfig, CollectorError};
 
 /// One event of a request that failed validation: its position in the request and why.
@@ -49,32 +53,37 @@ pub struct Checked {
 
 pub(crate) async fn events(
     State(state): State<AppState>,
+    SenderIp(sender): SenderIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Accepted>, CollectorError> {
-    ingest(&state, &headers, body, None).await
+    ingest(&state, sender, &headers, body, None).await
 }
 
 pub(crate) async fn identify(
     State(state): State<AppState>,
+    SenderIp(sender): SenderIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Accepted>, CollectorError> {
-    ingest(&state, &headers, body, Some("identify")).await
+    ingest(&state, sender, &headers, body, Some("identify")).await
 }
 
 pub(crate) async fn alias(
     State(state): State<AppState>,
+    SenderIp(sender): SenderIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Accepted>, CollectorError> {
-    ingest(&state, &headers, body, Some("alias")).await
+    ingest(&state, sender, &headers, body, Some("alias")).await
 }
 
 /// The shared body of the three endpoints; `forced_type` is the `type` every event must have.
+/// Every queued event records `sender` as the project stores addresses.
 #[tracing::instrument(skip_all, fields(project = Empty, forced_type = ?forced_type, accepted = Empty, rejected = Empty))]
 async fn ingest(
     state: &AppState,
+    sender: Option<IpAddr>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     forced_type: Option<&'static str>,
@@ -89,7 +98,10 @@ async fn ingest(
         .get(CONTENT_ENCODING)
         .map(|value| String::from_utf8_lossy(value.as_bytes()));
     let received_ms = chrono::Utc::now().timestamp_millis();
-    let Checked { valid, rejected } = check_body(
+    let Checked {
+        mut valid,
+        rejected,
+    } = check_body(
         &body,
         encoding.as_deref(),
         forced_type,
@@ -104,6 +116,10 @@ async fn ingest(
     if valid.is_empty() {
         debug!("every event rejected");
         return Err(CollectorError::AllRejected(rejected));
+    }
+    let ip = sender.map(|ip| stored_ip(ip, project.keep_full_ip));
+    for event in &mut valid {
+        event.ip = ip;
     }
     state.charge(&key, valid.len());
     state.enqueue(&project.name, &valid).await?;

@@ -2,7 +2,9 @@
 //! events. It authenticates the write key, decodes the body (gzip under a cap), validates each
 //! event on its own and durably queues the valid ones before answering.
 //!
-//! The event endpoints take the write key from a header or, for browsers, from `?key=`.
+//! The event endpoints take the write key from a header or, for browsers, from `?key=`. Each
+//! event records its sender's IP address ([`sender`]), truncated unless the project keeps it
+//! whole.
 //!
 //! Routes (all under `/v1` answer CORS preflights from any origin):
 //! - `POST /v1/events`, `/v1/identify`, `/v1/alias`: one event, an array, or `{"batch": [...]}`;
@@ -21,9 +23,11 @@ mod error;
 mod ingest;
 mod metrics;
 mod rate_limit;
+mod sender;
 mod tracker;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +51,7 @@ use crate::rate_limit::RateLimiter;
 pub use decode::MAX_EVENTS_PER_REQUEST;
 pub use error::CollectorError;
 pub use ingest::{Accepted, Rejection};
+pub use sender::{sender_ip, IpNetwork, TrustedProxies};
 /// The body decoding and per-event validation of `POST /v1/events`, without HTTP: the fuzz
 /// targets (`fuzz/`) drive them with arbitrary bytes.
 pub use {
@@ -66,6 +71,8 @@ pub struct CollectorConfig {
     pub max_body_bytes: usize,
     /// Largest body after gzip is undone, in bytes.
     pub max_decompressed_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` names the sender ([`sender`]); none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl CollectorConfig {
@@ -82,6 +89,7 @@ impl CollectorConfig {
             limits: EventLimits::default(),
             max_body_bytes: 1024 * 1024,
             max_decompressed_bytes: 5 * 1024 * 1024,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -201,13 +209,17 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, Collector
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+/// Each request knows its peer's address, which events record as their sender's.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "collector listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

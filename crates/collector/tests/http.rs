@@ -13,8 +13,11 @@ use common::{TestServer, READ_KEY, WRITE_KEY};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use reqwest::{Method, StatusCode};
-use scribble_bus::{BusError, EventSink, QueuedEvent};
+use scribble_bus::{BusError, EmbeddedQueue, EventSink, QueuedEvent};
+use scribble_collector::{router, serve, CollectorConfig, TrustedProxies};
 use scribble_domain::event::{Body, Event};
+use scribble_domain::project::{Project, Projects};
+use scribble_telemetry::MetricsRegistry;
 use serde_json::{json, Map, Value};
 
 fn visit(anonymous_id: &str) -> Value {
@@ -823,4 +826,110 @@ async fn the_browser_tracker_is_served_as_javascript() {
     );
     let script = response.text().await.unwrap();
     assert!(script.contains("sendBeacon") && script.contains("data-write-key"));
+}
+
+/// A collector trusting the proxy at 127.0.0.1 (where the test's requests come from), for
+/// project "shop" (addresses truncated, the default) and "full" (addresses kept whole), over
+/// a real embedded queue: its base URL and the queue.
+async fn collector_behind_a_proxy() -> (String, Arc<EmbeddedQueue>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(EmbeddedQueue::open(&dir.path().join("queue.db")).unwrap());
+    let project = |name: &str, key: &str, keep_full_ip: bool| Project {
+        name: name.into(),
+        write_keys: vec![key.into()],
+        keep_full_ip,
+        redirect_hosts: vec!["shop.example".into()],
+        ..Project::default()
+    };
+    let mut config = CollectorConfig::new(Projects {
+        projects: vec![
+            project("shop", "w-shop-key", false),
+            project("full", "w-full-key", true),
+        ],
+    });
+    config.trusted_proxies = TrustedProxies(vec!["127.0.0.1".parse().unwrap()]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(Arc::new(config), queue.clone(), &MetricsRegistry::new());
+    tokio::spawn(serve(listener, app, std::future::pending()));
+    (base, queue, dir)
+}
+
+#[tokio::test]
+async fn a_full_ip_address_reaches_the_queue_only_for_a_project_that_keeps_it() {
+    let (base, queue, _dir) = collector_behind_a_proxy().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let senders = [
+        (Some("203.0.113.77"), "203.0.113.0", "203.0.113.77"),
+        (
+            Some("2001:db8:1234:5678::9"),
+            "2001:db8:1234::",
+            "2001:db8:1234:5678::9",
+        ),
+        // Without the header, the proxy itself (the TCP peer) is the sender.
+        (None, "127.0.0.0", "127.0.0.1"),
+    ];
+    for (forwarded_for, truncated, full) in senders {
+        for (key, expected) in [("w-shop-key", truncated), ("w-full-key", full)] {
+            let mut request = client
+                .post(format!("{base}/v1/events"))
+                .bearer_auth(key)
+                .json(&visit("cookie-1"));
+            let mut pixel = client.get(format!("{base}/v1/pixel.gif?key={key}&user_id=ann"));
+            if let Some(address) = forwarded_for {
+                request = request.header("X-Forwarded-For", address);
+                pixel = pixel.header("X-Forwarded-For", address);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(pixel.send().await.unwrap().status(), StatusCode::OK);
+            let queued = queue.read_after(0, 1000).unwrap();
+            let last_two = &queued[queued.len() - 2..];
+            for entry in last_two {
+                assert_eq!(
+                    entry.event.ip.map(|ip| ip.to_string()).as_deref(),
+                    Some(expected),
+                    "{key} {forwarded_for:?}: {:?}",
+                    entry.event
+                );
+            }
+        }
+    }
+    // Nothing but the truncated forms of the shop's senders was ever queued for it.
+    let queued = queue.read_after(0, 1000).unwrap();
+    let shop: Vec<String> = queued
+        .iter()
+        .filter(|entry| entry.project == "shop")
+        .map(|entry| entry.event.ip.unwrap().to_string())
+        .collect();
+    assert_eq!(shop.len(), 6);
+    for full in ["203.0.113.77", "2001:db8:1234:5678::9", "127.0.0.1"] {
+        assert!(
+            !shop.contains(&full.to_owned()),
+            "{full} reached the queue: {shop:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_sender_that_is_not_a_trusted_proxy_cannot_name_another_address() {
+    // The default test server trusts no proxy: its header is ignored.
+    let server = TestServer::start().await;
+    let response = server
+        .post("/v1/events")
+        .header("X-Forwarded-For", "198.51.100.1")
+        .json(&visit("cookie-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let queued = server.queued();
+    assert_eq!(
+        queued[0].event.ip.map(|ip| ip.to_string()).as_deref(),
+        Some("127.0.0.0"),
+        "the peer's address, truncated"
+    );
 }

@@ -953,6 +953,7 @@ impl<'a> Customer<'a> {
             received_ms: at_ms,
             who,
             body,
+            ip: None,
         });
     }
 }

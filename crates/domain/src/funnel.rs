@@ -948,6 +948,7 @@ mod tests {
                 direct: true,
                 properties,
             },
+            ip: None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! Scribble's domain: touchpoint events and their validation, identity stitching, journeys,
 //! sessions and stages, and the reports over them (path graphs, top paths, funnels, attribution,
 //! touchpoint influence, lead follow-up, sales cycle, scribble metrics, the overview time
-//! series), with renderers and the demo data generator. No IO: callers pass in clocks, ids and
-//! seeds, and get plain values back.
+//! series), the privacy rules (IP truncation, tombstones, retention), with renderers and the
+//! demo data generator. No IO: callers pass in clocks, ids and seeds, and get plain values back.
 
 pub mod attribution;
 pub mod compare;
@@ -15,6 +15,7 @@ pub mod leads;
 pub mod metrics;
 pub mod overview;
 pub mod paths;
+pub mod privacy;
 pub mod project;
 pub mod render;
 pub mod sales_cycle;

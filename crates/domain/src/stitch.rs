@@ -24,8 +24,14 @@ struct Touch {
     direct: bool,
     /// The identity the event named first (user id before anonymous id).
     identity: u32,
+    /// The event named two identities (an anonymous and a user id), so it links them: when it
+    /// expires, the store keeps the link (see [`JourneyBook::expire_before`]).
+    linking: bool,
     /// Top-level scalar properties as interned `(key, value)` pairs, for filters.
     properties: Box<[(Sym, Sym)]>,
+    /// The sender's address as stored, interned in the book's own address table (reports
+    /// never read it, so it stays out of the symbols every journey set copies).
+    ip: Option<Sym>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,14 +98,27 @@ pub struct TimelineTouch {
     pub direct: bool,
     /// Top-level scalar properties, as the text filters compare.
     pub properties: Map<String, Value>,
+    /// The sender's IP address as stored (truncated unless the project keeps it whole).
+    pub ip: Option<String>,
+}
+
+/// What [`JourneyBook::expire_before`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub touches: usize,
+    pub traits: usize,
 }
 
 /// Every accepted event of one project, stitched.
 #[derive(Debug, Default)]
 pub struct JourneyBook {
     symbols: Symbols,
+    ips: Symbols,
     identity_ids: HashMap<IdentityKey, u32>,
     identity_keys: Vec<IdentityKey>,
+    /// Per identity, how many stored events name it: an identity no event names any more
+    /// (its touchpoints expired) is dropped, as a book rebuilt from the store would not know it.
+    naming_events: Vec<u32>,
     parent: Vec<u32>,
     set_size: Vec<u32>,
     seen: HashSet<Uuid>,
@@ -123,6 +142,12 @@ impl JourneyBook {
             .map(|key| self.identity(key))
             .collect();
         debug_assert!(!identities.is_empty(), "validated events name someone");
+        let mut distinct = identities.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        for &named in &distinct {
+            self.naming_events[named as usize] += 1;
+        }
         for pair in identities.windows(2) {
             self.union(pair[0], pair[1]);
         }
@@ -146,7 +171,9 @@ impl JourneyBook {
                     channel: self.symbols.intern(channel),
                     direct: *direct,
                     identity,
+                    linking: distinct.len() > 1,
                     properties,
+                    ip: event.ip.map(|ip| self.ips.intern(&ip.to_string())),
                 };
                 self.touches.push(touch);
             }
@@ -179,6 +206,69 @@ impl JourneyBook {
         self.touches.len()
     }
 
+    /// Removes the touchpoints whose event time is before `cutoff_ms` and the traits recorded
+    /// before it. The store deletes those touchpoints, except that one naming two identities
+    /// stays as an identify without traits (it keeps their link); identify and alias events stay
+    /// too, without their traits. Deleted events count as unseen again, and an identity no
+    /// stored event names any more is dropped, so the book answers as one rebuilt from what the
+    /// store keeps.
+    pub fn expire_before(&mut self, cutoff_ms: i64) -> Expired {
+        let (touches, traits) = (self.touches.len(), self.traits.len());
+        let mut unnamed = Vec::new();
+        let (seen, naming_events) = (&mut self.seen, &mut self.naming_events);
+        self.touches.retain(|touch| {
+            if touch.at_ms >= cutoff_ms {
+                return true;
+            }
+            if !touch.linking {
+                seen.remove(&touch.event_id);
+                let count = &mut naming_events[touch.identity as usize];
+                *count -= 1;
+                if *count == 0 {
+                    unnamed.push(touch.identity);
+                }
+            }
+            false
+        });
+        self.traits.retain(|record| record.at_ms >= cutoff_ms);
+        // Only events linking identities merge sets, and they are all kept: an identity no
+        // event names was alone in its set.
+        for identity in unnamed {
+            self.identity_ids
+                .remove(&self.identity_keys[identity as usize]);
+        }
+        Expired {
+            touches: touches - self.touches.len(),
+            traits: traits - self.traits.len(),
+        }
+    }
+
+    /// Removes the customer any of whose identities is `key`: its touchpoints, traits and
+    /// identities (which name nobody afterwards: an event naming one again starts a new
+    /// customer). `erased_event_ids` are the ids of the events the store deleted for it (every
+    /// event naming one of its identities); they count as unseen again. Returns false when no
+    /// customer has `key`.
+    pub fn forget(&mut self, key: &IdentityKey, erased_event_ids: &HashSet<Uuid>) -> bool {
+        let Some(&id) = self.identity_ids.get(key) else {
+            return false;
+        };
+        let root = self.find(id);
+        let members: HashSet<u32> = (0..self.identity_keys.len() as u32)
+            .filter(|&member| self.find(member) == root)
+            .collect();
+        for &member in &members {
+            self.identity_ids
+                .remove(&self.identity_keys[member as usize]);
+        }
+        self.touches
+            .retain(|touch| !members.contains(&touch.identity));
+        self.traits
+            .retain(|record| !members.contains(&record.identity));
+        self.seen
+            .retain(|event_id| !erased_event_ids.contains(event_id));
+        true
+    }
+
     fn identity(&mut self, key: IdentityKey) -> u32 {
         if let Some(&id) = self.identity_ids.get(&key) {
             return id;
@@ -186,6 +276,7 @@ impl JourneyBook {
         let id = self.identity_keys.len() as u32;
         self.identity_ids.insert(key.clone(), id);
         self.identity_keys.push(key);
+        self.naming_events.push(0);
         self.parent.push(id);
         self.set_size.push(1);
         id
@@ -283,7 +374,14 @@ impl JourneyBook {
                 .map(|(root, _)| root)
                 .collect()
         });
-        let mut by_root: HashMap<u32, Vec<Step>> = HashMap::new();
+        // Group the selected touches by customer with a counting sort over identity-set roots:
+        // two passes over the touches and one allocation per journey, instead of a map of
+        // growing vectors (this runs on every report).
+        let root_of: Vec<u32> = (0..self.identity_keys.len() as u32)
+            .map(|id| self.find(id))
+            .collect();
+        let mut selected: Vec<u32> = Vec::new();
+        let mut touches_of_root = vec![0u32; root_of.len()];
         for (index, touch) in self.touches.iter().enumerate() {
             if filter.from_ms.is_some_and(|from| touch.at_ms < from)
                 || filter.to_ms.is_some_and(|to| touch.at_ms >= to)
@@ -296,32 +394,62 @@ impl JourneyBook {
             {
                 continue;
             }
-            let root = self.find(touch.identity);
+            let root = root_of[touch.identity as usize];
             if allowed_roots
                 .as_ref()
                 .is_some_and(|roots| !roots.contains(&root))
             {
                 continue;
             }
-            by_root.entry(root).or_default().push(Step {
-                at_ms: touch.at_ms,
-                touchpoint: touch.touchpoint,
-                channel: touch.channel,
-                touch: index as u32,
-            });
+            selected.push(index as u32);
+            touches_of_root[root as usize] += 1;
         }
-        let names = self.customer_names();
-        let mut named: Vec<(&IdentityKey, u32, Vec<Step>)> = by_root
-            .into_iter()
-            .map(|(root, steps)| (names[&root], root, steps))
+        let mut start_of_root = vec![0u32; root_of.len() + 1];
+        for (root, count) in touches_of_root.iter().enumerate() {
+            start_of_root[root + 1] = start_of_root[root] + count;
+        }
+        let mut grouped = vec![0u32; selected.len()];
+        let mut next_of_root = start_of_root.clone();
+        for &index in &selected {
+            let root = root_of[self.touches[index as usize].identity as usize] as usize;
+            grouped[next_of_root[root] as usize] = index;
+            next_of_root[root] += 1;
+        }
+        drop(selected);
+        let names = self.customer_names(&root_of);
+        // Sorted by a key that holds the naming order's flag and first name bytes, so most
+        // comparisons never leave the vector; names compare in full only on a tied prefix.
+        let mut keyed: Vec<(u64, u32)> = (0..root_of.len() as u32)
+            .filter(|&root| touches_of_root[root as usize] > 0)
+            .map(|root| (names[root as usize].naming_prefix(), root))
             .collect();
-        named.sort_unstable_by(|a, b| a.0.naming_order().cmp(&b.0.naming_order()));
-        let roots = named.iter().map(|&(_, root, _)| root).collect();
-        let mut properties = Vec::new();
-        let journeys = named
-            .into_iter()
+        keyed.sort_unstable_by(|&(prefix_a, a), &(prefix_b, b)| {
+            prefix_a.cmp(&prefix_b).then_with(|| {
+                names[a as usize]
+                    .naming_order()
+                    .cmp(&names[b as usize].naming_order())
+            })
+        });
+        let customers: Vec<u32> = keyed.into_iter().map(|(_, root)| root).collect();
+        let mut properties = Vec::with_capacity(grouped.len());
+        let journeys = customers
+            .iter()
             .enumerate()
-            .map(|(customer, (_, _, mut steps))| {
+            .map(|(customer, &root)| {
+                let range = start_of_root[root as usize] as usize
+                    ..start_of_root[root as usize + 1] as usize;
+                let mut steps: Vec<Step> = grouped[range]
+                    .iter()
+                    .map(|&index| {
+                        let touch = &self.touches[index as usize];
+                        Step {
+                            at_ms: touch.at_ms,
+                            touchpoint: touch.touchpoint,
+                            channel: touch.channel,
+                            touch: index,
+                        }
+                    })
+                    .collect();
                 steps.sort_unstable_by(|a, b| {
                     a.at_ms.cmp(&b.at_ms).then_with(|| {
                         let name = |sym| self.symbols.name(sym);
@@ -350,7 +478,7 @@ impl JourneyBook {
             symbols: self.symbols.clone(),
             properties,
         };
-        (set, roots)
+        (set, customers)
     }
 
     /// The journeys `filter` selects, split by `dimension` into `(value, journeys)` segments.
@@ -390,11 +518,12 @@ impl JourneyBook {
         split_by_value(set, values)
     }
 
-    /// Name of every identity-set root: its smallest user id, else its smallest anonymous id.
-    fn customer_names(&self) -> HashMap<u32, &IdentityKey> {
-        let mut names: HashMap<u32, &IdentityKey> = HashMap::new();
+    /// Name of every identity-set root (`root_of` gives each identity's root), indexed by
+    /// identity and meaningful at roots: its smallest user id, else its smallest anonymous id.
+    fn customer_names(&self, root_of: &[u32]) -> Vec<&IdentityKey> {
+        let mut names: Vec<&IdentityKey> = self.identity_keys.iter().collect();
         for (id, key) in self.identity_keys.iter().enumerate() {
-            let slot = names.entry(self.find(id as u32)).or_insert(key);
+            let slot = &mut names[root_of[id] as usize];
             if key.naming_order() < slot.naming_order() {
                 *slot = key;
             }
@@ -438,6 +567,7 @@ impl JourneyBook {
                         .iter()
                         .map(|&(key, value)| (name(key), Value::from(name(value))))
                         .collect(),
+                    ip: touch.ip.map(|ip| self.ips.name(ip).to_owned()),
                 }
             })
             .collect();
@@ -515,6 +645,7 @@ fn split_by_value(set: JourneySet, values: Vec<Option<String>>) -> Vec<(String, 
 mod tests {
     use super::*;
     use crate::event::{validate, EventLimits};
+    use crate::privacy::{expiry, Expiry};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -875,7 +1006,173 @@ mod tests {
         assert_eq!(numbers, (0..21).collect::<Vec<u32>>());
     }
 
+    /// A book holding `events`.
+    fn book_of(events: &[Event]) -> JourneyBook {
+        let mut book = JourneyBook::new();
+        for event in events {
+            book.add(event);
+        }
+        book
+    }
+
+    /// Everything a report or the journey endpoint can see of `book`, for comparing books.
+    fn answers(book: &JourneyBook) -> (Vec<Vec<String>>, Vec<Option<CustomerView>>, usize) {
+        let everyone = [
+            "u:ann",
+            "u:ann-crm",
+            "a:cookie-1",
+            "a:cookie-2",
+            "a:cookie-3",
+            "u:bob",
+        ];
+        let customers = everyone
+            .iter()
+            .map(|key| book.customer(&IdentityKey(key.to_string())))
+            .collect();
+        (sequences(book), customers, book.event_count())
+    }
+
+    #[test]
+    fn a_timeline_shows_each_touchpoints_stored_address() {
+        let mut visit = touch(
+            1,
+            "2026-11-01T09:00:00Z",
+            "site_visit",
+            json!({"anonymous_id": "c"}),
+        );
+        visit.ip = Some("203.0.113.0".parse().unwrap());
+        let later = touch(
+            2,
+            "2026-11-01T09:05:00Z",
+            "email_open",
+            json!({"anonymous_id": "c"}),
+        );
+        let book = book_of(&[visit, later]);
+        let timeline = book.customer(&IdentityKey::anonymous("c")).unwrap().touches;
+        let addresses: Vec<Option<&str>> =
+            timeline.iter().map(|touch| touch.ip.as_deref()).collect();
+        assert_eq!(addresses, [Some("203.0.113.0"), None]);
+    }
+
+    #[test]
+    fn forgetting_a_customer_leaves_the_book_of_everyone_else() {
+        let events = scenario();
+        let mut book = book_of(&events);
+        // Ann: cookie-1, ann and ann-crm, stitched by an identify and an alias.
+        let ann = book.customer(&IdentityKey::user("ann-crm")).unwrap();
+        let erased: Vec<&Event> = events
+            .iter()
+            .filter(|event| {
+                event
+                    .identities()
+                    .iter()
+                    .any(|key| ann.identities.contains(key))
+            })
+            .collect();
+        let erased_ids: HashSet<Uuid> = erased.iter().map(|event| event.event_id).collect();
+        assert_eq!(
+            erased_ids.len(),
+            6,
+            "ann's four touchpoints, the identify and the alias"
+        );
+        assert!(book.forget(&IdentityKey::anonymous("cookie-1"), &erased_ids));
+        let kept: Vec<Event> = events
+            .iter()
+            .filter(|event| !erased_ids.contains(&event.event_id))
+            .cloned()
+            .collect();
+        assert_eq!(answers(&book), answers(&book_of(&kept)));
+        assert_eq!(book.customer(&IdentityKey::user("ann")), None);
+        assert!(
+            !book.forget(&IdentityKey::user("ann"), &HashSet::new()),
+            "already gone"
+        );
+
+        // An event naming a forgotten identity again (the store's tombstones stop those)
+        // would start a new customer, not revive the old one.
+        book.add(&touch(
+            20,
+            "2026-11-09T00:00:00Z",
+            "site_visit",
+            json!({"user_id": "ann"}),
+        ));
+        let revived = book.customer(&IdentityKey::user("ann")).unwrap();
+        assert_eq!(revived.identities, [IdentityKey::user("ann")]);
+        assert_eq!(revived.touches.len(), 1);
+        assert!(revived.traits.is_empty());
+    }
+
+    #[test]
+    fn expiry_removes_old_touchpoints_and_traits_but_keeps_links() {
+        let mut events = scenario();
+        // Dora's first visit named her cookie and her user id: an expiring link.
+        events.push(touch(
+            9,
+            "2026-11-02T08:00:00Z",
+            "site_visit",
+            json!({"anonymous_id": "cookie-9", "user_id": "dora"}),
+        ));
+        events.push(touch(
+            10,
+            "2026-11-07T08:00:00Z",
+            "purchase",
+            json!({"user_id": "dora"}),
+        ));
+        let mut book = book_of(&events);
+        // After ann's identify (11-05): her alias and purchase, bob's visit, dora's purchase.
+        let cutoff = crate::event::parse_time("2026-11-06T00:00:00Z").unwrap();
+        let expired = book.expire_before(cutoff);
+        assert_eq!(
+            expired,
+            Expired {
+                touches: 5,
+                traits: 1
+            }
+        );
+        // What the store keeps after the same sweep.
+        let kept: Vec<Event> = events
+            .iter()
+            .filter_map(|event| match expiry(event, cutoff) {
+                Expiry::Keep => Some(event.clone()),
+                Expiry::Delete => None,
+                Expiry::ReduceToLink(link) => Some(link),
+            })
+            .collect();
+        assert_eq!(answers(&book), answers(&book_of(&kept)));
+        let ann = book.customer(&IdentityKey::anonymous("cookie-1")).unwrap();
+        assert_eq!(ann.customer_id, IdentityKey::user("ann"), "still stitched");
+        assert_eq!(ann.touches.len(), 1, "only the purchase is recent");
+        assert!(
+            ann.traits.is_empty(),
+            "the persona was recorded before the cutoff"
+        );
+        let dora = book.customer(&IdentityKey::anonymous("cookie-9")).unwrap();
+        assert_eq!(
+            dora.customer_id,
+            IdentityKey::user("dora"),
+            "the link stays"
+        );
+        assert_eq!(
+            book.customer(&IdentityKey::anonymous("cookie-2")),
+            None,
+            "no event names cookie-2 any more"
+        );
+        assert_eq!(book.expire_before(cutoff), Expired::default(), "idempotent");
+    }
+
     proptest! {
+        #[test]
+        fn naming_prefixes_that_differ_order_keys_as_naming_order_does(
+            a in "[ab]:[a-c\\x00\u{e9}]{0,10}",
+            b in "[ab]:[a-c\\x00\u{e9}]{0,10}",
+        ) {
+            let (a, b) = (IdentityKey::parse(&a), IdentityKey::parse(&b));
+            let (prefix_a, prefix_b) = (a.naming_prefix(), b.naming_prefix());
+            if prefix_a != prefix_b {
+                prop_assert_eq!(prefix_a.cmp(&prefix_b), a.naming_order().cmp(&b.naming_order()));
+            }
+        }
+
         #[test]
         fn journeys_do_not_depend_on_arrival_order(seed in any::<u64>(), duplicate in 0usize..8) {
             let events = scenario();

@@ -43,9 +43,10 @@ fn event(n: u128, raw: Value) -> Event {
 /// Ann: an ad click and a site visit as cookie-a in the fall campaign (one session), then an email
 /// and a purchase as user ann the next day (a second session); an identify ties cookie-a to ann
 /// with persona researcher. Bob: anonymous, a spring ad click, then a fall site visit two days
-/// later. Cara: persona bargain, a visit and a purchase on consecutive days.
+/// later. Cara: persona bargain, a visit and a purchase on consecutive days. Ann's site visit
+/// came with an address (truncated, as the collector stores it).
 fn shop_events() -> Vec<Event> {
-    vec![
+    let mut events = vec![
         event(
             1,
             json!({"timestamp": "2026-11-01T09:00:00Z", "touchpoint": "ad_click", "anonymous_id": "cookie-a", "properties": {"campaign": "fall"}}),
@@ -86,7 +87,9 @@ fn shop_events() -> Vec<Event> {
             10,
             json!({"timestamp": "2026-11-05T08:00:00Z", "touchpoint": "purchase", "user_id": "cara"}),
         ),
-    ]
+    ];
+    events[1].ip = Some("203.0.113.0".parse().unwrap());
+    events
 }
 
 /// Dan, the blog's only customer: same persona and campaign as Ann and a purchase, so any leak
@@ -112,6 +115,8 @@ fn blog_events() -> Vec<Event> {
 struct TestApi {
     base: String,
     client: reqwest::Client,
+    /// The store the API reads, for writing events as the worker would.
+    store: Arc<EmbeddedStore>,
     /// Dropping it (with the server) starts the graceful shutdown.
     _stop: oneshot::Sender<()>,
     _task: JoinHandle<std::io::Result<()>>,
@@ -121,7 +126,7 @@ struct TestApi {
 impl TestApi {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(&dir.path().join("store.db")).unwrap();
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
         let (shop, blog) = (shop_events(), blog_events());
         let batch: Vec<(&str, &Event)> = shop
             .iter()
@@ -150,7 +155,7 @@ impl TestApi {
             listener,
             router(
                 Arc::new(config),
-                Arc::new(Arc::new(store)),
+                Arc::new(store.clone()),
                 &MetricsRegistry::new(),
             ),
             async {
@@ -160,6 +165,7 @@ impl TestApi {
         Self {
             base,
             client: reqwest::Client::new(),
+            store,
             _stop: stop,
             _task: task,
             _dir: dir,
@@ -439,6 +445,9 @@ fn isolation_requests(route: &str, customer: &str) -> Option<Vec<String>> {
     };
     match route {
         "/" | "/assets/{file}" | "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => None,
+        // DELETE only, and it changes the data: each project erasing the other's customer is
+        // checked in `forgetting_a_customer_erases_it_and_keeps_it_erased`.
+        "/v1/customers/{id}" => None,
         "/v1/customers/{id}/journey" => Some(vec![format!("/v1/customers/{customer}/journey")]),
         "/v1/paths" => plain(&[
             "",
@@ -750,6 +759,7 @@ async fn journey_shows_identities_traits_sessions_and_staged_timeline() {
         json!({
             "event_id": Uuid::from_u128(n).to_string(), "time": time, "touchpoint": touchpoint,
             "channel": channel, "direct": true, "session": session, "stage": stage, "properties": properties,
+            "ip": if n == 2 { json!("203.0.113.0") } else { Value::Null },
         })
     };
     assert_eq!(
@@ -1850,4 +1860,105 @@ async fn the_dashboard_and_its_assets_are_served_without_a_key() {
         (status, &body["error"]),
         (StatusCode::NOT_FOUND, &json!("not_found"))
     );
+}
+
+/// `DELETE {path}` carrying `key` as a bearer token; the status and the JSON body (or null).
+async fn delete_with(api: &TestApi, key: &str, path: &str) -> (StatusCode, Value) {
+    let response = api
+        .client
+        .delete(api.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn forgetting_a_customer_erases_it_and_keeps_it_erased() {
+    let api = TestApi::start().await;
+    // Only the project's read key erases: not its (public) write key, not another project's.
+    let (status, body) = delete_with(&api, SHOP_WRITE, "/v1/customers/u:ann").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::FORBIDDEN, &json!("wrong_key_kind"))
+    );
+    let response = api
+        .client
+        .delete(api.url("/v1/customers/u:ann"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, body) = delete_with(&api, BLOG_READ, "/v1/customers/u:ann").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::NOT_FOUND, &json!("unknown_customer"))
+    );
+    let (status, body) = delete_with(&api, SHOP_READ, "/v1/customers/u:ann?soon=1").await;
+    assert_eq!(
+        (status, &body["parameter"]),
+        (StatusCode::BAD_REQUEST, &json!("soon"))
+    );
+    assert_eq!(
+        api.shop("/v1/customers/u:ann/journey").await["touchpoints"],
+        4
+    );
+
+    // By any identity: the whole stitched customer goes.
+    let (status, forgotten) = delete_with(&api, SHOP_READ, "/v1/customers/a:cookie-a").await;
+    assert_eq!(status, StatusCode::OK, "{forgotten}");
+    assert_eq!(
+        forgotten,
+        json!({"customer_id": "u:ann", "identities": ["u:ann", "a:cookie-a"], "events": 5, "complete": true})
+    );
+    for identity in ["u:ann", "a:cookie-a"] {
+        let (status, body) = api
+            .get_with(SHOP_READ, &format!("/v1/customers/{identity}/journey"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{identity}: {body}");
+        let (status, _) = delete_with(&api, SHOP_READ, &format!("/v1/customers/{identity}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{identity} again");
+    }
+    let touchpoints = api.shop("/v1/touchpoints").await;
+    assert_eq!(
+        (&touchpoints["customers"], &touchpoints["events"]),
+        (&json!(2), &json!(4))
+    );
+    assert_eq!(
+        api.shop("/v1/metrics").await["conversions"],
+        1,
+        "only cara's purchase"
+    );
+    assert_eq!(
+        api.shop("/v1/customers/a:cookie-b/journey").await["touchpoints"],
+        2
+    );
+    let (_, dan) = api.get_with(BLOG_READ, "/v1/customers/dan/journey").await;
+    assert_eq!(dan["touchpoints"], 2, "the other project is untouched");
+
+    // Late events naming either identity, even together with a new one, stay out.
+    let late = [
+        event(
+            20,
+            json!({"timestamp": "2026-11-06T09:00:00Z", "touchpoint": "site_visit", "anonymous_id": "cookie-a"}),
+        ),
+        event(
+            21,
+            json!({"type": "identify", "timestamp": "2026-11-06T09:01:00Z", "user_id": "ann", "anonymous_id": "cookie-new"}),
+        ),
+        event(
+            22,
+            json!({"type": "alias", "timestamp": "2026-11-06T09:02:00Z", "user_id": "ann-2", "previous_id": "ann"}),
+        ),
+    ];
+    let batch: Vec<(&str, &Event)> = late.iter().map(|event| ("shop", event)).collect();
+    assert_eq!(api.store.apply(&batch, 2).unwrap().tombstoned, 3);
+    for identity in ["u:ann", "a:cookie-a", "a:cookie-new", "u:ann-2"] {
+        let (status, _) = api
+            .get_with(SHOP_READ, &format!("/v1/customers/{identity}/journey"))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{identity}");
+    }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use scribble_domain::event::IdentityKey;
 use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{positional_graph, state_graph, GraphView, PathGraph, PathOptions};
-use scribble_domain::stitch::{CustomerView, Dimension, JourneyFilter};
+use scribble_domain::stitch::{CustomerView, Dimension, Expired, JourneyFilter};
 
 pub use crate::clickhouse::{is_plain_identifier, ClickHouseConfig, ClickHouseStore};
 pub use embedded::{ApplyOutcome, EmbeddedStore};
@@ -32,6 +32,20 @@ pub enum StoreError {
         "the selected events span too long a time for one path report; narrow it with from and to"
     )]
     ReportTooWide,
+}
+
+/// What [`JourneyStore::forget`] erased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The customer's name before it was erased.
+    pub customer_id: IdentityKey,
+    /// Every identity of the customer, each now tombstoned.
+    pub identities: Vec<IdentityKey>,
+    /// Stored events erased: touchpoints, identifies and aliases.
+    pub events: u64,
+    /// Whether the erasure is done. A store that erases in the background (ClickHouse
+    /// mutations) may answer before it is; the tombstones are written either way.
+    pub complete: bool,
 }
 
 /// What reports read. Both stores give the same answers for the same events.
@@ -89,6 +103,22 @@ pub trait JourneyStore: Send + Sync {
         project: &str,
         identity: &IdentityKey,
     ) -> Result<Option<CustomerView>, StoreError>;
+
+    /// Erases the customer of `project` any of whose identities is `identity`: a tombstone for
+    /// each of its identities is written first (workers drop every later event naming one),
+    /// then its events, identity links, traits and journey fragments are deleted. `None` when
+    /// no customer has `identity`.
+    async fn forget(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<Forgotten>, StoreError>;
+
+    /// Applies a retention period to `project`: what
+    /// [`expiry`](scribble_domain::privacy::expiry) says for every event before `cutoff_ms`
+    /// (touchpoints deleted, links kept without traits or addresses). Idempotent; returns what
+    /// was removed.
+    async fn expire(&self, project: &str, cutoff_ms: i64) -> Result<Expired, StoreError>;
 
     /// Whether reports can be read right now (for readiness endpoints): `Ok` unless the store
     /// is a server that does not answer. The embedded store, in this process, always can.

@@ -242,9 +242,9 @@ async fn assert_same_answers(
 #[tokio::test]
 async fn migrations_apply_once_and_are_idempotent() {
     let database = TestDatabase::new().await;
-    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
     assert_eq!(database.store.migrate().await.unwrap(), Vec::<u32>::new());
-    assert_eq!(database.count("schema_migrations").await, 3);
+    assert_eq!(database.count("schema_migrations").await, 4);
     let tables: Vec<String> = database
         .client()
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
@@ -260,6 +260,7 @@ async fn migrations_apply_once_and_are_idempotent() {
             "identity_overrides",
             "journey_fragments",
             "schema_migrations",
+            "tombstones",
             "touchpoint_labels",
             "traits"
         ]
@@ -357,16 +358,18 @@ async fn upgrading_fills_fragments_from_the_stored_events() {
     let batch = pairs(SHOP, &shop);
     let (_dir, embedded) = embedded(&batch);
     database.store.insert(&batch).await.unwrap();
-    // Back to a database of schema version 2, as written before fragments existed.
+    // Back to a database of schema version 2, as written before fragments existed (its events
+    // keep the address column of version 4, which migrating again must not trip over).
     for statement in [
         "DROP TABLE {db}.journey_fragments",
         "DROP TABLE {db}.touchpoint_labels",
+        "DROP TABLE {db}.tombstones",
         "DROP TABLE {db}.schema_migrations",
     ] {
         let statement = statement.replace("{db}", &database.name);
         database.client().query(&statement).execute().await.unwrap();
     }
-    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(database.store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
     assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
 }
 
@@ -439,6 +442,7 @@ async fn a_touchpoint_outside_the_time_range_still_joins_identities() {
             direct: true,
             properties: Map::new(),
         },
+        ip: None,
     };
     let events = [
         // The only link between the cookie and the customer, long before the range.
@@ -497,6 +501,7 @@ async fn a_batch_linking_more_identities_than_one_query_can_name_is_stored() {
                 received_ms: at_ms,
                 who: who.clone(),
                 body,
+                ip: None,
             })
         })
         .collect();
@@ -533,6 +538,7 @@ async fn touchpoints_all_in_one_millisecond_answer_as_in_the_embedded_store() {
                 direct: true,
                 properties: Map::new(),
             },
+            ip: None,
         })
         .collect();
     let batch = pairs(SHOP, &events);
@@ -576,6 +582,7 @@ async fn quotes_backslashes_and_question_marks_are_data() {
         received_ms: 1_767_225_600_000,
         who: who.clone(),
         body,
+        ip: None,
     })
     .collect();
     let batch = pairs(project, &events);
@@ -607,4 +614,252 @@ async fn quotes_backslashes_and_question_marks_are_data() {
         .unwrap()
         .expect("the visitor");
     assert_eq!(customer.touches.len(), 2);
+}
+
+/// `events` with a sender's address on every third one, as the collector records them.
+fn with_addresses(mut events: Vec<Event>) -> Vec<Event> {
+    for (index, event) in events.iter_mut().enumerate() {
+        event.ip = match index % 3 {
+            0 => Some("203.0.113.0".parse().unwrap()),
+            1 => Some("2001:db8:1234::".parse().unwrap()),
+            _ => None,
+        };
+    }
+    events
+}
+
+/// Rows of `table` in `project` whose `column` is one of `identities`.
+async fn rows_naming(
+    database: &TestDatabase,
+    table: &str,
+    column: &str,
+    identities: &[String],
+) -> u64 {
+    database
+        .client()
+        .query(&format!(
+            "SELECT count() FROM {}.{table} WHERE project = ? AND has(?, {column})",
+            database.name
+        ))
+        .bind(SHOP)
+        .bind(identities)
+        .fetch_one()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn addresses_survive_the_round_trip_and_show_in_timelines() {
+    let database = TestDatabase::migrated().await;
+    let shop = with_addresses(demo(40, 7));
+    let batch = pairs(SHOP, &shop);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+    let visitor = shop
+        .iter()
+        .find(|event| event.ip.is_some() && matches!(event.body, Body::Touchpoint { .. }))
+        .unwrap();
+    let customer = database
+        .store
+        .customer(SHOP, &visitor.identities()[0])
+        .await
+        .unwrap()
+        .unwrap();
+    let step = customer
+        .touches
+        .iter()
+        .find(|touch| touch.event_id == visitor.event_id)
+        .unwrap();
+    assert_eq!(step.ip, visitor.ip.map(|ip| ip.to_string()));
+}
+
+#[tokio::test]
+async fn a_forgotten_customer_is_erased_from_every_table_and_late_events_stay_out() {
+    let database = TestDatabase::migrated().await;
+    let shop = with_addresses(demo(300, 7));
+    let batch = pairs(SHOP, &shop);
+    database.store.insert(&batch).await.unwrap();
+    // A second copy, as a replay not merged yet leaves it: erased all the same.
+    database.store.insert(&batch[..200]).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    // A customer with an identify and an alias: several identities in several tables.
+    let identified = |user: &str| {
+        shop.iter().any(|event| {
+            matches!(event.body, Body::Identify { .. })
+                && event.who.user_id.as_deref() == Some(user)
+                && event.who.anonymous_id.is_some()
+        })
+    };
+    let alias = shop
+        .iter()
+        .find(|event| {
+            matches!(event.body, Body::Alias { .. })
+                && identified(event.who.user_id.as_deref().unwrap())
+        })
+        .expect("the demo has identified customers with aliases");
+    let ann = IdentityKey::user(alias.who.user_id.as_deref().unwrap());
+    let expected = embedded.forget(SHOP, &ann).await.unwrap().unwrap();
+    let forgotten = database.store.forget(SHOP, &ann).await.unwrap().unwrap();
+    assert_eq!(forgotten, expected);
+    assert!(forgotten.identities.len() >= 3, "{forgotten:?}");
+    assert!(forgotten.complete, "the deletes finished in time");
+    let keys: Vec<String> = forgotten
+        .identities
+        .iter()
+        .map(|key| key.0.clone())
+        .collect();
+    for (table, column) in [
+        ("identity_links", "identity"),
+        ("identity_links", "linked"),
+        ("identity_overrides", "identity"),
+        ("identity_overrides", "customer"),
+        ("traits", "identity"),
+        ("journey_fragments", "identity"),
+    ] {
+        assert_eq!(
+            rows_naming(&database, table, column, &keys).await,
+            0,
+            "{table}.{column}"
+        );
+    }
+    assert_eq!(
+        rows_naming(&database, "tombstones", "identity", &keys).await,
+        keys.len() as u64
+    );
+    assert_eq!(database.store.forget(SHOP, &ann).await.unwrap(), None);
+
+    // Late events of any of its identities, alone or with a new identity, are dropped.
+    let late: Vec<Event> = forgotten
+        .identities
+        .iter()
+        .enumerate()
+        .map(|(n, key)| {
+            let who = if key.is_user() {
+                Who {
+                    anonymous_id: Some(format!("fresh-{n}")),
+                    user_id: Some(key.bare().to_owned()),
+                }
+            } else {
+                Who {
+                    anonymous_id: Some(key.bare().to_owned()),
+                    user_id: None,
+                }
+            };
+            Event {
+                event_id: Uuid::from_u128(9_000 + n as u128),
+                at_ms: 1_767_225_600_000 + 70 * DAY_MS,
+                received_ms: 1_767_225_600_000 + 70 * DAY_MS,
+                who,
+                body: Body::Touchpoint {
+                    touchpoint: "site_visit".into(),
+                    channel: "web".into(),
+                    direct: true,
+                    properties: Map::new(),
+                },
+                ip: None,
+            }
+        })
+        .collect();
+    let late_batch = pairs(SHOP, &late);
+    database.store.insert(&late_batch).await.unwrap();
+    let outcome = embedded.apply(&late_batch, 2).unwrap();
+    assert_eq!(outcome.tombstoned, late.len());
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+    for key in &forgotten.identities {
+        assert_eq!(
+            database.store.customer(SHOP, key).await.unwrap(),
+            None,
+            "{key:?}"
+        );
+    }
+    // A store that connects later (another worker) reads the same tombstones.
+    let other = ClickHouseStore::connect(&ClickHouseConfig {
+        url: database.url.clone(),
+        database: database.name.clone(),
+    })
+    .await
+    .unwrap();
+    other.insert(&late_batch).await.unwrap();
+    assert_same_answers(&database.store, &embedded, SHOP, &shop).await;
+}
+
+#[tokio::test]
+async fn a_retention_sweep_leaves_what_the_embedded_sweep_leaves() {
+    let database = TestDatabase::migrated().await;
+    let mut shop = with_addresses(demo(300, 7));
+    // Touchpoints naming two identities link them: expired, they must keep the link.
+    let start = DemoOptions::default().start_ms;
+    for (n, (at_day, anonymous, user)) in [(2, "link-a", "link-u"), (40, "link-b", "link-u")]
+        .into_iter()
+        .enumerate()
+    {
+        shop.push(Event {
+            event_id: Uuid::from_u128(8_000 + n as u128),
+            at_ms: start + at_day * DAY_MS,
+            received_ms: start + at_day * DAY_MS,
+            who: Who {
+                anonymous_id: Some(anonymous.into()),
+                user_id: Some(user.into()),
+            },
+            body: Body::Touchpoint {
+                touchpoint: "site_visit".into(),
+                channel: "web".into(),
+                direct: true,
+                properties: Map::new(),
+            },
+            ip: Some("203.0.113.0".parse().unwrap()),
+        });
+    }
+    let batch = pairs(SHOP, &shop);
+    database.store.insert(&batch).await.unwrap();
+    let (_dir, embedded) = embedded(&batch);
+    let cutoff = start + 25 * DAY_MS;
+    let expected = embedded.expire(SHOP, cutoff).await.unwrap();
+    let expired = database.store.expire(SHOP, cutoff).await.unwrap();
+    assert_eq!(expired, expected);
+    assert!(expired.touches > 100 && expired.traits > 10, "{expired:?}");
+    let mut asked = shop.clone();
+    asked.retain(|event| !event.identities().is_empty());
+    assert_same_answers(&database.store, &embedded, SHOP, &asked).await;
+    let link = database
+        .store
+        .customer(SHOP, &IdentityKey::anonymous("link-a"))
+        .await
+        .unwrap()
+        .expect("the expired touchpoint's link stays");
+    assert_eq!(link.customer_id, IdentityKey::user("link-u"));
+    assert_eq!(link.touches.len(), 1, "only the touchpoint of day 40");
+    let old_fragment_touches: u64 = database
+        .client()
+        .query(&format!(
+            "SELECT count() FROM {}.journey_fragments ARRAY JOIN times AS t WHERE t < ?",
+            database.name
+        ))
+        .bind(cutoff)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(old_fragment_touches, 0);
+    let old_addresses: u64 = database
+        .client()
+        .query(&format!(
+            "SELECT count() FROM {}.events WHERE at_ms < ? AND (ip != '' OR traits != '{{}}')",
+            database.name
+        ))
+        .bind(cutoff)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(old_addresses, 0, "kept links carry no address or traits");
+    // A second sweep finds nothing to do, and new events extend the swept fragments.
+    assert_eq!(
+        database.store.expire(SHOP, cutoff).await.unwrap().touches,
+        0
+    );
+    let later = demo(300, 8);
+    let later_batch = pairs(SHOP, &later);
+    database.store.insert(&later_batch).await.unwrap();
+    embedded.apply(&later_batch, 2).unwrap();
+    assert_same_answers(&database.store, &embedded, SHOP, &asked).await;
 }

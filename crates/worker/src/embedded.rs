@@ -81,6 +81,12 @@ pub async fn move_batch(
                 "duplicate event ids dropped"
             );
         }
+        if outcome.tombstoned > 0 {
+            debug!(
+                tombstoned = outcome.tombstoned,
+                "events of forgotten customers dropped"
+            );
+        }
         // Trimming costs a delete per entry; doing it for large stretches at once keeps it off
         // the path of every batch.
         if last % TRIM_EVERY < batch.len() as u64 || batch.len() < batch_size {
@@ -114,6 +120,7 @@ mod tests {
                 direct: true,
                 properties: Default::default(),
             },
+            ip: None,
         }
     }
 

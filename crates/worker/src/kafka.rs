@@ -318,6 +318,7 @@ mod tests {
                 body: Body::Alias {
                     previous_id: "x".into(),
                 },
+                ip: None,
             },
         }
     }

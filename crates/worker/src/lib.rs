@@ -3,12 +3,13 @@
 //! replays and never loses (the stores drop replayed event ids). [`embedded`] follows the embedded
 //! queue into the embedded store; [`kafka`] is a consumer-group member moving Kafka into ClickHouse.
 //! Both record into [`metrics`]; [`http`] serves them, with liveness and readiness, when the
-//! worker runs as its own process.
+//! worker runs as its own process. [`retention`] sweeps expired events out of either store.
 
 pub mod embedded;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod retention;
 
 use std::time::Duration;
 

@@ -46,6 +46,7 @@ fn visit(n: u128) -> Event {
             direct: true,
             properties: Default::default(),
         },
+        ip: None,
     }
 }
 

@@ -44,6 +44,7 @@ pub fn visits(anonymous_id: &str, count: usize) -> Vec<Event> {
                     direct: true,
                     properties,
                 },
+                ip: None,
             }
         })
         .collect()

@@ -1,12 +1,14 @@
 //! Routes of the query API. Each handler authenticates the read key, decodes its parameters,
 //! computes the report on a blocking thread (reports scan every journey) and renders it. The
 //! analyst reports are in [`reports`], with what they share in [`answer`]; the dashboard's time
-//! series is in [`overview`] and the dashboard page itself in [`dashboard`]; [`routes`] lists
+//! series is in [`overview`] and the dashboard page itself in [`dashboard`]; erasing a customer
+//! (the one route that writes) is in [`forget`]; [`routes`] lists
 //! every route, and `openapi.json` (at the crate root) describes each of them. Every request is
 //! recorded in the API's metrics ([`crate::metrics`]), served at `/metrics`.
 
 mod answer;
 mod dashboard;
+mod forget;
 mod overview;
 mod reports;
 
@@ -19,7 +21,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{delete, get, MethodRouter};
 use axum::{middleware, Json, Router};
 use scribble_domain::event::{format_time, IdentityKey};
 use scribble_domain::journey::{session_numbers, DEFAULT_SESSION_GAP_MS};
@@ -68,8 +70,9 @@ struct AppState {
     registry: MetricsRegistry,
 }
 
-/// Every route of the query API with its handler, all GET. The router is built from this list,
-/// and a test checks that `openapi.json` describes each path in it.
+/// Every route of the query API with its handler: all GET but the erasure of a customer. The
+/// router is built from this list, and a test checks that `openapi.json` describes each path in
+/// it.
 fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/", get(dashboard::index)),
@@ -83,6 +86,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/touchpoints", get(touchpoints)),
         ("/v1/overview", get(overview::overview_report)),
         ("/v1/customers/{id}/journey", get(journey)),
+        ("/v1/customers/{id}", delete(forget::forget_customer)),
         ("/v1/funnel", get(reports::funnel_report)),
         ("/v1/drop-off", get(reports::drop_off_report)),
         ("/v1/top-paths", get(reports::top_paths_report)),
@@ -271,6 +275,18 @@ async fn touchpoints(State(state): State<AppState>, reader: Reader) -> Result<Re
     Ok(Json(rows).into_response())
 }
 
+/// The customer identity of a `/v1/customers/{id}` path. Decoded here rather than rejected by
+/// axum, so a mangled id gets the JSON error reply.
+fn customer_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) = id.map_err(|_| {
+        ApiError::invalid(
+            "id",
+            "the customer identity in the path must be percent-encoded UTF-8, e.g. u:<user id>",
+        )
+    })?;
+    Ok(id)
+}
+
 /// One customer's stitched timeline with all identities, traits, sessions and stages.
 #[instrument(skip_all, fields(project = %reader.project, customer = Empty))]
 async fn journey(
@@ -278,13 +294,7 @@ async fn journey(
     reader: Reader,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    // Decoded here rather than rejected by axum, so a mangled id gets the JSON error reply.
-    let Path(id) = id.map_err(|_| {
-        ApiError::invalid(
-            "id",
-            "the customer identity in the path must be percent-encoded UTF-8, e.g. u:<user id>",
-        )
-    })?;
+    let id = customer_id(id)?;
     Span::current().record("customer", id.as_str());
     no_parameters(reader.params)?;
     let customer = state
@@ -311,6 +321,7 @@ async fn journey(
                 "session": session,
                 "stage": config.stages.stage_of(&touch.touchpoint).map(|stage| config.stages.stage_name(stage)),
                 "properties": touch.properties,
+                "ip": touch.ip,
             })
         })
         .collect();

@@ -5,11 +5,18 @@
 //! user id), the same id Kafka partitions by. All touchpoints of one routing identity therefore
 //! arrive on one partition, in order, and only the worker owning that partition rewrites the
 //! fragment: read the current row, add the batch's new touchpoints, write the whole row again
-//! with its touchpoint count as the version. `ReplacingMergeTree(version)` keeps the largest, and
-//! a larger version always holds every touchpoint of a smaller one (a fragment only grows), so
-//! readers need no `FINAL`: the union of a fragment's rows is its newest row, and path queries
-//! take the union anyway when they gather a customer's fragments through the identity overrides.
-//! A replayed batch adds nothing new and writes nothing.
+//! with the version raised by the number of touchpoints added (a new fragment's version is its
+//! touchpoint count). `ReplacingMergeTree(version)` keeps the largest, and a larger version
+//! always holds every touchpoint of a smaller one (a fragment only grows), so readers need no
+//! `FINAL`: the union of a fragment's rows is its newest row, and path queries take the union
+//! anyway when they gather a customer's fragments through the identity overrides. A replayed
+//! batch adds nothing new and writes nothing.
+//!
+//! Privacy removes touchpoints from fragments in place, in every row of an identity at once
+//! (see `privacy`), which keeps the newest row a superset of the older ones. Versions are not
+//! touchpoint counts after that (ClickHouse cannot update a version column), which is why a
+//! rewrite adds to the stored version instead of counting: a recount could fall below the
+//! version of the row it extends, and merges would keep the older row.
 //!
 //! `touchpoint_labels` lists each project's touchpoint and channel names with the time span they
 //! occur in: path reports number labels from it without scanning the events.
@@ -25,47 +32,55 @@ use scribble_domain::event::{Body, Event, IdentityKey};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::{string_tuple, ClickHouseStore, LOOKUP_CHUNK};
+use super::{string_tuple, ClickHouseStore, Step, LOOKUP_CHUNK};
 use crate::StoreError;
 
 /// Version 3: fragments and labels, filled from the events already stored. The backfill is
 /// safe to repeat (its rows equal what the worker would write); it must not run while workers
 /// write, which `scribble migrate` before starting workers, or each worker's own start-up
 /// migration, ensures.
-pub(super) const FRAGMENTS_V3: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {db}.journey_fragments (
-         project String,
-         identity String,
-         version UInt64,
-         times Array(Int64),
-         touchpoints Array(String),
-         channels Array(String),
-         event_ids Array(String),
-         codes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), touchpoints),
-         channel_codes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), channels),
-         id_hashes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), event_ids)
-     ) ENGINE = ReplacingMergeTree(version) ORDER BY (project, identity)",
-    "CREATE TABLE IF NOT EXISTS {db}.touchpoint_labels (
-         project String,
-         touchpoint String,
-         channel String,
-         first_ms Int64,
-         last_ms Int64
-     ) ENGINE = MergeTree() ORDER BY (project, touchpoint, channel)",
-    "INSERT INTO {db}.journey_fragments (project, identity, version, times, touchpoints, channels, event_ids)
-     SELECT project, routing_identity, length(touches),
-            arrayMap(t -> t.1, touches), arrayMap(t -> t.2, touches),
-            arrayMap(t -> t.3, touches), arrayMap(t -> t.4, touches)
-     FROM (
-         SELECT project,
-                if(anonymous_id != '', concat('a:', anonymous_id), concat('u:', user_id)) AS routing_identity,
-                arraySort(groupUniqArray((at_ms, touchpoint, channel, toString(event_id)))) AS touches
+pub(super) const FRAGMENTS_V3: &[Step] = &[
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS {db}.journey_fragments (
+             project String,
+             identity String,
+             version UInt64,
+             times Array(Int64),
+             touchpoints Array(String),
+             channels Array(String),
+             event_ids Array(String),
+             codes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), touchpoints),
+             channel_codes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), channels),
+             id_hashes Array(UInt64) MATERIALIZED arrayMap(x -> cityHash64(x), event_ids)
+         ) ENGINE = ReplacingMergeTree(version) ORDER BY (project, identity)",
+    ),
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS {db}.touchpoint_labels (
+             project String,
+             touchpoint String,
+             channel String,
+             first_ms Int64,
+             last_ms Int64
+         ) ENGINE = MergeTree() ORDER BY (project, touchpoint, channel)",
+    ),
+    Step::Sql(
+        "INSERT INTO {db}.journey_fragments (project, identity, version, times, touchpoints, channels, event_ids)
+         SELECT project, routing_identity, length(touches),
+                arrayMap(t -> t.1, touches), arrayMap(t -> t.2, touches),
+                arrayMap(t -> t.3, touches), arrayMap(t -> t.4, touches)
+         FROM (
+             SELECT project,
+                    if(anonymous_id != '', concat('a:', anonymous_id), concat('u:', user_id)) AS routing_identity,
+                    arraySort(groupUniqArray((at_ms, touchpoint, channel, toString(event_id)))) AS touches
+             FROM {db}.events WHERE kind = 'touchpoint'
+             GROUP BY project, routing_identity)",
+    ),
+    Step::Sql(
+        "INSERT INTO {db}.touchpoint_labels
+         SELECT project, touchpoint, channel, min(at_ms), max(at_ms)
          FROM {db}.events WHERE kind = 'touchpoint'
-         GROUP BY project, routing_identity)",
-    "INSERT INTO {db}.touchpoint_labels
-     SELECT project, touchpoint, channel, min(at_ms), max(at_ms)
-     FROM {db}.events WHERE kind = 'touchpoint'
-     GROUP BY project, touchpoint, channel",
+         GROUP BY project, touchpoint, channel",
+    ),
 ];
 
 /// One row of `journey_fragments` (the materialised columns are the server's).
@@ -263,11 +278,11 @@ impl FragmentRow {
             .collect()
     }
 
-    fn of(project: &str, identity: String, touches: Vec<Touch>) -> Self {
+    fn of(project: &str, identity: String, version: u64, touches: Vec<Touch>) -> Self {
         let mut row = Self {
             project: project.to_owned(),
             identity,
-            version: touches.len() as u64,
+            version,
             times: Vec::with_capacity(touches.len()),
             touchpoints: Vec::with_capacity(touches.len()),
             channels: Vec::with_capacity(touches.len()),
@@ -300,9 +315,13 @@ impl ClickHouseStore {
             let mut stored = self.stored_fragments(project, &identities).await?;
             for identity in identities {
                 let touches = added.remove(&identity).unwrap_or_default();
-                let existing = stored.remove(&identity).unwrap_or_default();
+                let (version, existing) = stored
+                    .remove(&identity)
+                    .map_or((0, Vec::new()), |row| (row.version, row.into_touches()));
+                let before = existing.len();
                 if let Some(touches) = extended(existing, touches) {
-                    rows.push(FragmentRow::of(project, identity, touches));
+                    let version = version + (touches.len() - before) as u64;
+                    rows.push(FragmentRow::of(project, identity, version, touches));
                 }
             }
         }
@@ -315,7 +334,7 @@ impl ClickHouseStore {
         &self,
         project: &str,
         identities: &[String],
-    ) -> Result<HashMap<String, Vec<Touch>>, StoreError> {
+    ) -> Result<HashMap<String, FragmentRow>, StoreError> {
         let mut newest: HashMap<String, FragmentRow> = HashMap::new();
         for chunk in identities.chunks(LOOKUP_CHUNK) {
             let rows: Vec<FragmentRow> = self
@@ -337,10 +356,7 @@ impl ClickHouseStore {
                 }
             }
         }
-        Ok(newest
-            .into_iter()
-            .map(|(identity, row)| (identity, row.into_touches()))
-            .collect())
+        Ok(newest)
     }
 }
 
@@ -367,6 +383,7 @@ mod tests {
             received_ms: 0,
             who,
             body,
+            ip: None,
         }
     }
 

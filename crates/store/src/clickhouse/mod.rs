@@ -22,19 +22,20 @@ use async_trait::async_trait;
 use scribble_domain::event::{scalar_properties, scalar_text, Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{GraphView, PathGraph, PathOptions};
-use scribble_domain::stitch::{CustomerView, JourneyBook, JourneyFilter};
+use scribble_domain::stitch::{CustomerView, Expired, JourneyBook, JourneyFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 use tracing::{info, instrument};
 use uuid::Uuid;
 
-use crate::{JourneyStore, StoreError};
+use crate::{Forgotten, JourneyStore, StoreError};
 
 mod fragments;
 mod identities;
 mod journeys;
 mod paths;
+mod privacy;
 
 /// Where the ClickHouse store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,19 +94,24 @@ const EVENTS_V1: &str = "CREATE TABLE IF NOT EXISTS {db}.events (
 /// Version 2: identity links and their resolution (see [`identities`]), and traits by identity
 /// for trait filters. Links and traits are written with their events; replays write identical
 /// rows, which the replacing engines fold.
-const IDENTITIES_V2: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {db}.identity_links (
+const IDENTITIES_V2: &[Step] = &[
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS {db}.identity_links (
          project String,
          identity String,
          linked String
      ) ENGINE = ReplacingMergeTree() ORDER BY (project, identity, linked)",
-    "CREATE TABLE IF NOT EXISTS {db}.identity_overrides (
+    ),
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS {db}.identity_overrides (
          project String,
          identity String,
          customer String,
          version UInt64
      ) ENGINE = ReplacingMergeTree(version) ORDER BY (project, identity)",
-    "CREATE TABLE IF NOT EXISTS {db}.traits (
+    ),
+    Step::Sql(
+        "CREATE TABLE IF NOT EXISTS {db}.traits (
          project String,
          identity String,
          key String,
@@ -114,16 +120,33 @@ const IDENTITIES_V2: &[&str] = &[
          at_ms Int64,
          event_id String
      ) ENGINE = ReplacingMergeTree() ORDER BY (project, identity, key, at_ms, event_id)",
+    ),
 ];
 
+/// One statement of a migration.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// SQL that is idempotent by itself (`IF NOT EXISTS`).
+    Sql(&'static str),
+    /// `ALTER TABLE {db}.<table> ADD COLUMN <column> <definition>` unless the column exists:
+    /// ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`. New columns go last, so the row
+    /// structs add their field last too.
+    AddColumn {
+        table: &'static str,
+        column: &'static str,
+        definition: &'static str,
+    },
+}
+
 /// Every schema version with its statements, in order; `{db}` stands for the configured
-/// database. Statements must be idempotent (`IF NOT EXISTS`), so that two processes migrating at
-/// once, or a migration interrupted before it was recorded, do no harm when run again. Append
-/// new versions; never edit an applied one.
-const MIGRATIONS: &[(u32, &[&str])] = &[
-    (1, &[EVENTS_V1]),
+/// database. Steps must be idempotent, so that two processes migrating at once, or a migration
+/// interrupted before it was recorded, do no harm when run again. Append new versions; never
+/// edit an applied one.
+const MIGRATIONS: &[(u32, &[Step])] = &[
+    (1, &[Step::Sql(EVENTS_V1)]),
     (2, IDENTITIES_V2),
     (3, fragments::FRAGMENTS_V3),
+    (4, privacy::PRIVACY_V4),
 ];
 
 /// The store over a ClickHouse server. Cheap to share behind an `Arc`.
@@ -131,6 +154,7 @@ pub struct ClickHouseStore {
     client: Client,
     database: String,
     known_labels: fragments::KnownLabels,
+    tombstones: privacy::TombstoneCache,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -158,6 +182,7 @@ impl ClickHouseStore {
             client,
             database: config.database.clone(),
             known_labels: fragments::KnownLabels::default(),
+            tombstones: privacy::TombstoneCache::default(),
         })
     }
 
@@ -181,8 +206,8 @@ impl ClickHouseStore {
             if recorded.contains(&version) {
                 continue;
             }
-            for statement in statements {
-                self.client.query(&self.sql(statement)).execute().await?;
+            for step in statements {
+                self.apply_step(step).await?;
             }
             self.client
                 .query(&self.sql("INSERT INTO {db}.schema_migrations (version) VALUES (?)"))
@@ -197,9 +222,27 @@ impl ClickHouseStore {
 
     /// Writes `events` as `(project, event)` pairs in one INSERT. ClickHouse wants few large
     /// inserts (each one makes a part on disk), so callers pass whole batches. Writing an event
-    /// again (a replay after a crash) is harmless: readers drop repeated event ids.
+    /// again (a replay after a crash) is harmless: readers drop repeated event ids. Events
+    /// naming an identity of a forgotten customer are dropped ([`privacy`]).
     #[instrument(skip_all, fields(database = %self.database, events = events.len()))]
     pub async fn insert(&self, events: &[(&str, &Event)]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tombstones = self.tombstones().await?;
+        let alive = Self::alive(&tombstones, events);
+        if alive.len() < events.len() {
+            info!(
+                dropped = events.len() - alive.len(),
+                "events naming forgotten customers dropped"
+            );
+        }
+        self.write(&alive).await?;
+        self.erase_late_arrivals(&tombstones, &alive).await
+    }
+
+    /// Writes `events` to the events table and everything derived from them.
+    async fn write(&self, events: &[(&str, &Event)]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -221,6 +264,44 @@ impl ClickHouseStore {
         self.insert_rows("{db}.identity_links", &links).await?;
         self.resolve_identities(&links).await?;
         self.extend_fragments(events).await
+    }
+
+    /// Runs one migration step, idempotently.
+    async fn apply_step(&self, step: &Step) -> Result<(), StoreError> {
+        let (table, column, definition) = match *step {
+            Step::Sql(statement) => {
+                return Ok(self.client.query(&self.sql(statement)).execute().await?);
+            }
+            Step::AddColumn {
+                table,
+                column,
+                definition,
+            } => (table, column, definition),
+        };
+        if self.has_column(table, column).await? {
+            return Ok(());
+        }
+        let alter = format!("ALTER TABLE {{db}}.{table} ADD COLUMN {column} {definition}");
+        match self.client.query(&self.sql(&alter)).execute().await {
+            Ok(()) => Ok(()),
+            // Another process migrating at the same time added it first.
+            Err(_) if self.has_column(table, column).await? => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        let found: u64 = self
+            .client
+            .query(
+                "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+            )
+            .bind(&self.database)
+            .bind(table)
+            .bind(column)
+            .fetch_one()
+            .await?;
+        Ok(found > 0)
     }
 
     async fn insert_rows<R: ::clickhouse::RowOwned + ::clickhouse::RowWrite>(
@@ -388,6 +469,18 @@ impl JourneyStore for ClickHouseStore {
         tokio::task::spawn_blocking(move || Ok(book_of(rows)?.customer(&identity))).await?
     }
 
+    async fn forget(
+        &self,
+        project: &str,
+        identity: &IdentityKey,
+    ) -> Result<Option<Forgotten>, StoreError> {
+        self.forget_customer(project, identity).await
+    }
+
+    async fn expire(&self, project: &str, cutoff_ms: i64) -> Result<Expired, StoreError> {
+        self.expire_before(project, cutoff_ms).await
+    }
+
     async fn check_reachable(&self) -> Result<(), StoreError> {
         self.client.query("SELECT 1").fetch_one::<u8>().await?;
         Ok(())
@@ -434,6 +527,9 @@ struct EventRow {
     traits: String,
     prop_keys: Vec<String>,
     prop_values: Vec<String>,
+    /// The sender's address as the collector recorded it; empty when unknown. Added by
+    /// version 4, hence last.
+    ip: String,
 }
 
 /// One row of `traits`: a trait an identify event set on its first identity.
@@ -494,6 +590,7 @@ impl EventRow {
             traits: EMPTY_OBJECT.to_owned(),
             prop_keys: Vec::new(),
             prop_values: Vec::new(),
+            ip: event.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         };
         match &event.body {
             Body::Touchpoint {
@@ -523,7 +620,8 @@ impl EventRow {
         row
     }
 
-    /// The event this row stores; fails only on JSON text this module did not write.
+    /// The event this row stores; fails only on JSON text this module did not write. An
+    /// address that does not parse (written by something else) reads as none.
     fn into_event(self) -> Result<Event, StoreError> {
         let body = match self.kind {
             Kind::Touchpoint => Body::Touchpoint {
@@ -548,6 +646,7 @@ impl EventRow {
                 user_id: non_empty(self.user_id),
             },
             body,
+            ip: self.ip.parse().ok(),
         })
     }
 }
@@ -611,6 +710,7 @@ mod tests {
             received_ms: 1_767_225_600_500 + n as i64,
             who,
             body,
+            ip: None,
         }
     }
 
@@ -670,7 +770,14 @@ mod tests {
                 },
             ),
         ];
-        for original in events {
+        for (index, mut original) in events.into_iter().enumerate() {
+            if index % 2 == 0 {
+                original.ip = Some(if index == 0 {
+                    "203.0.113.0".parse().unwrap()
+                } else {
+                    "2001:db8:1234::".parse().unwrap()
+                });
+            }
             let row = EventRow::from_event("shop", &original);
             assert_eq!(row.project, "shop");
             assert_eq!(row.into_event().unwrap(), original);

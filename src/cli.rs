@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use scribble_collector::IpNetwork;
+use scribble_worker::retention::DEFAULT_SWEEP_INTERVAL;
 
 use crate::targets::{BusTarget, StoreTarget};
 
@@ -98,6 +100,14 @@ pub enum Command {
     ///
     /// Example: scribble leads --leads form_submit,chat_started --within-days 14
     Leads(LeadsArgs),
+    /// Forget a customer: erase everything stored about it, through a running query API.
+    ///
+    /// Erases the whole stitched customer the identity belongs to (all its events, identity
+    /// links, traits and journey fragments) and leaves a tombstone for each of its identities,
+    /// so events that arrive later naming one of them are dropped. Takes the project's read key.
+    ///
+    /// Example: scribble forget u:ann@example.com --key $READ_KEY
+    Forget(ForgetArgs),
     /// Scale-out: run only the collector, writing to Kafka.
     Collector(CollectorArgs),
     /// Scale-out: run one stream worker, Kafka into ClickHouse (run as many as you like).
@@ -322,6 +332,34 @@ pub struct JourneyShapeArgs {
     pub session_gap_minutes: u32,
 }
 
+/// Which proxies may name the sender of a request (`serve` and `collector`).
+#[derive(Debug, Args, Clone)]
+pub struct TrustedProxyArgs {
+    /// A proxy in front of the collector, as an address or a network (`10.0.0.0/8`), whose
+    /// X-Forwarded-For header names the sender: events record the sender's IP address (truncated
+    /// unless the project keeps it whole). Repeat, or separate with commas; list every proxy
+    /// between the internet and the collector. By default none: the TCP peer is the sender.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SCRIBBLE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "ADDRESS|NETWORK",
+        value_parser = IpNetwork::from_str
+    )]
+    pub trusted_proxies: Vec<IpNetwork>,
+}
+
+/// How often a process that writes a store applies the projects' retention periods (`serve`
+/// and `worker`).
+#[derive(Debug, Args, Clone)]
+pub struct RetentionArgs {
+    /// Seconds between two retention sweeps, which delete the events older than each project's
+    /// retention period (`scribble projects set NAME --retention-days N`); the first runs at
+    /// start.
+    #[arg(long, env = "SCRIBBLE_RETENTION_SWEEP_SECONDS", default_value_t = DEFAULT_SWEEP_INTERVAL.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_sweep_seconds: u64,
+}
+
 /// The worker's Kafka consumer group (with --bus kafka): workers of one group share the
 /// partitions, and its committed offsets say where a restarted worker resumes.
 #[derive(Debug, Args, Clone)]
@@ -354,6 +392,10 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub group: GroupArgs,
+    #[command(flatten)]
+    pub proxies: TrustedProxyArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Load the generated demo data set before serving (idempotent: ids are deterministic).
     #[arg(long)]
     pub demo: bool,
@@ -370,6 +412,8 @@ pub struct ServeArgs {
 pub struct CollectorArgs {
     #[command(flatten)]
     pub collector: CollectorAddrArgs,
+    #[command(flatten)]
+    pub proxies: TrustedProxyArgs,
     #[command(flatten)]
     pub projects: ProjectArgs,
     #[command(flatten)]
@@ -395,6 +439,15 @@ pub struct WorkerArgs {
     /// requests). Give each worker on one host its own port.
     #[arg(long, env = "SCRIBBLE_WORKER_ADDR", default_value = "127.0.0.1:8082")]
     pub worker_addr: SocketAddr,
+    /// The projects file (as `scribble projects` writes it), read for each project's retention
+    /// period: the worker deletes expired events from ClickHouse. Without it nothing expires.
+    #[arg(long, env = "SCRIBBLE_PROJECTS_FILE")]
+    pub projects_file: Option<PathBuf>,
+    /// Seconds between two reads of --projects-file.
+    #[arg(long, env = "SCRIBBLE_PROJECTS_RELOAD_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub projects_reload_seconds: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 /// `scribble api`: only the query API, reading ClickHouse.
@@ -476,8 +529,8 @@ pub struct ApiClientArgs {
         default_value = "http://127.0.0.1:8081"
     )]
     pub api: String,
-    /// Read key of the project to report on.
-    #[arg(long, env = "SCRIBBLE_READ_KEY", default_value = DEV_READ_KEY)]
+    /// Read key of the project to report on (or whose customer to forget).
+    #[arg(long, visible_alias = "key", env = "SCRIBBLE_READ_KEY", default_value = DEV_READ_KEY)]
     pub read_key: String,
 }
 
@@ -751,6 +804,14 @@ pub struct LeadsArgs {
     pub as_of: Option<String>,
     #[command(flatten)]
     pub analyst: AnalystArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Any identity of the customer: a user id, `u:<user id>` or `a:<anonymous id>`.
+    pub identity: String,
+    #[command(flatten)]
+    pub client: ApiClientArgs,
 }
 
 #[derive(Debug, Args)]

@@ -2,9 +2,11 @@
 //! scale-out process over Kafka and ClickHouse (`collector`, `worker`, `api`, `migrate`); loads
 //! exports (`import`), and prints reports from a running server (`paths`, `metrics`, `journey`,
 //! and the analyst reports `funnel`, `drop-off`, `top-paths`, `influence`, `attribution`,
-//! `sales-cycle`, `leads`); manages projects and API keys (`projects`, `keys`).
+//! `sales-cycle`, `leads`); erases a customer through a running server (`forget`); manages
+//! projects and API keys (`projects`, `keys`).
 
 mod cli;
+mod forget;
 mod import;
 mod processes;
 mod projects;
@@ -60,6 +62,7 @@ fn run(command: cli::Command) -> anyhow::Result<()> {
         cli::Command::Attribution(args) => report::attribution(args),
         cli::Command::SalesCycle(args) => report::sales_cycle(args),
         cli::Command::Leads(args) => report::leads(args),
+        cli::Command::Forget(args) => forget::run(args),
         cli::Command::Collector(args) => scale_out::collector(args),
         cli::Command::Worker(args) => scale_out::worker(args),
         cli::Command::Api(args) => scale_out::api(args),

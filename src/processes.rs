@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,40 +56,48 @@ pub fn projects(args: &ProjectArgs) -> anyhow::Result<Projects> {
 pub fn live_projects(args: &ProjectArgs, projects: Projects) -> LiveProjects {
     let live = LiveProjects::new(projects);
     if let Some(path) = args.projects_file.clone() {
-        let every = Duration::from_secs(args.projects_reload_seconds);
-        let reloaded = live.clone();
-        tokio::spawn(async move {
-            // The first tick reads the file again: a change made since `projects` read it counts.
-            let mut last_text = None;
-            let mut ticks = tokio::time::interval(every);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                // A small file: reading it on the runtime thread costs less than a hop to a blocking one.
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(text) => text,
-                    Err(error) => {
-                        warn!(path = %path.display(), %error, "projects file unreadable; serving the last one read");
-                        continue;
-                    }
-                };
-                if last_text.as_deref() == Some(text.as_str()) {
-                    continue;
-                }
-                match crate::projects::parse(&text, &path) {
-                    Ok(projects) => {
-                        info!(path = %path.display(), projects = projects.projects.len(), "projects file reloaded");
-                        reloaded.replace(projects);
-                    }
-                    Err(error) => {
-                        warn!(path = %path.display(), error = format!("{error:#}"), "projects file not reloaded; serving the last good one");
-                    }
-                }
-                last_text = Some(text);
-            }
-        });
+        reload_projects_file(
+            path,
+            Duration::from_secs(args.projects_reload_seconds),
+            live.clone(),
+        );
     }
     live
+}
+
+/// Reads the projects file at `path` again every `every` and serves what it finds in `live`
+/// (see [`live_projects`]). Call it inside the runtime that serves.
+pub fn reload_projects_file(path: PathBuf, every: Duration, live: LiveProjects) {
+    tokio::spawn(async move {
+        // The first tick reads the file again: a change made since `projects` read it counts.
+        let mut last_text = None;
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            // A small file: reading it on the runtime thread costs less than a hop to a blocking one.
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "projects file unreadable; serving the last one read");
+                    continue;
+                }
+            };
+            if last_text.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            match crate::projects::parse(&text, &path) {
+                Ok(projects) => {
+                    info!(path = %path.display(), projects = projects.projects.len(), "projects file reloaded");
+                    live.replace(projects);
+                }
+                Err(error) => {
+                    warn!(path = %path.display(), error = format!("{error:#}"), "projects file not reloaded; serving the last good one");
+                }
+            }
+            last_text = Some(text);
+        }
+    });
 }
 
 /// The query API's settings: `projects`, and the stages and session gap of `args`.

@@ -1,7 +1,11 @@
 //! The scale-out commands: `collector`, `worker`, `api` and `migrate`, each one process over Kafka
-//! and ClickHouse (see deploy/README.md). They reuse the building blocks of `serve`.
+//! and ClickHouse (see deploy/README.md). They reuse the building blocks of `serve`. Workers
+//! given the projects file also apply the projects' retention periods to ClickHouse.
+
+use std::time::Duration;
 
 use anyhow::bail;
+use scribble_domain::project::LiveProjects;
 use scribble_telemetry::MetricsRegistry;
 use scribble_worker::{WorkerConfig, WorkerMetrics};
 use tracing::info;
@@ -41,7 +45,14 @@ pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
         let (listener, _) = listen(Service::Collector, args.collector.collector_addr).await?;
         let shutdown = Shutdown::new();
         let registry = MetricsRegistry::new();
-        let collector = spawn_collector(listener, projects, sink, &registry, &shutdown);
+        let collector = spawn_collector(
+            listener,
+            projects,
+            &args.proxies,
+            sink,
+            &registry,
+            &shutdown,
+        );
         shutdown.on_signal().await?;
         collector.await??;
         Ok(())
@@ -54,6 +65,11 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    let projects = args
+        .projects_file
+        .as_deref()
+        .map(crate::projects::read)
+        .transpose()?;
     processes::runtime()?.block_on(async {
         let store = processes::clickhouse(address, database).await?;
         let (listener, _) = listen(Service::Worker, args.worker_addr).await?;
@@ -69,6 +85,23 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             scribble_worker::http::router(registry, metrics.clone()),
             shutdown.signal(),
         ));
+        let sweeper = match (&args.projects_file, projects) {
+            (Some(path), Some(projects)) => {
+                let projects = LiveProjects::new(projects);
+                let every = Duration::from_secs(args.projects_reload_seconds);
+                processes::reload_projects_file(path.clone(), every, projects.clone());
+                Some(tokio::spawn(scribble_worker::retention::run(
+                    store.clone(),
+                    projects,
+                    Duration::from_secs(args.retention.retention_sweep_seconds),
+                    shutdown.signal(),
+                )))
+            }
+            _ => {
+                info!("no --projects-file: no retention periods to apply");
+                None
+            }
+        };
         let worker = processes::spawn_kafka_worker(
             brokers,
             topic,
@@ -90,6 +123,9 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         shutdown.on_signal().await?;
         worker.await?;
         http.await??;
+        if let Some(sweeper) = sweeper {
+            sweeper.await?;
+        }
         Ok(())
     })
 }

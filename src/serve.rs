@@ -2,16 +2,18 @@
 //! they share the queue and store files in `--data-dir`; with `--bus kafka://...` and
 //! `--store clickhouse://...` the same three run over Kafka and ClickHouse. With `--demo`, the
 //! generated data set is sent to the bus first. The three record into one metrics registry, so
-//! `/metrics` on either listener shows every metric of the process.
+//! `/metrics` on either listener shows every metric of the process. Like a worker, `serve`
+//! applies the projects' retention periods to its store, at start and every
+//! `--retention-sweep-seconds`.
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use scribble_bus::{EmbeddedQueue, EventSink};
-use scribble_collector::CollectorConfig;
+use scribble_collector::{CollectorConfig, TrustedProxies};
 use scribble_domain::demo::{self, DemoOptions};
 use scribble_domain::project::LiveProjects;
 use scribble_query_api::ApiConfig;
@@ -21,7 +23,7 @@ use scribble_worker::{WorkerConfig, WorkerMetrics};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, TrustedProxyArgs};
 use crate::processes::{self, listen, Service, Shutdown};
 use crate::targets::{BusTarget, StoreTarget};
 
@@ -71,12 +73,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
     };
 
+    // The worker role sweeps: the embedded store here, ClickHouse like every scale-out worker.
+    let sweeper = tokio::spawn(scribble_worker::retention::run(
+        store.clone(),
+        projects.clone(),
+        Duration::from_secs(args.retention.retention_sweep_seconds),
+        shutdown.signal(),
+    ));
     let (collector_listener, collector_addr) =
         listen(Service::Collector, args.collector.collector_addr).await?;
     let (api_listener, api_addr) = listen(Service::QueryApi, args.api.api_addr).await?;
     let collector = spawn_collector(
         collector_listener,
         projects.clone(),
+        &args.proxies,
         sink.clone(),
         &registry,
         &shutdown,
@@ -96,6 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     collector.await??;
     api.await??;
     worker.await?;
+    sweeper.await?;
     Ok(())
 }
 
@@ -130,15 +141,19 @@ async fn embedded(
     Ok((queue, Arc::new(store), worker))
 }
 
-/// Serves the collector on `listener` until shutdown, its metrics in `registry`.
+/// Serves the collector on `listener` until shutdown, its metrics in `registry`, believing
+/// `X-Forwarded-For` from `proxies` only.
 pub fn spawn_collector(
     listener: tokio::net::TcpListener,
     projects: LiveProjects,
+    proxies: &TrustedProxyArgs,
     sink: Arc<dyn EventSink>,
     registry: &MetricsRegistry,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
-    let config = Arc::new(CollectorConfig::live(projects));
+    let mut config = CollectorConfig::live(projects);
+    config.trusted_proxies = TrustedProxies(proxies.trusted_proxies.clone());
+    let config = Arc::new(config);
     let router = scribble_collector::router(config, sink, registry);
     tokio::spawn(scribble_collector::serve(
         listener,

@@ -5,7 +5,7 @@ mod analyst;
 
 pub use analyst::{attribution, drop_off, funnel, influence, leads, sales_cycle, top_paths};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use scribble_domain::render::human_duration;
 use serde_json::Value;
 
@@ -30,9 +30,14 @@ fn get(
     if response.status().is_success() {
         return Ok(response);
     }
+    Err(refusal(response))
+}
+
+/// The error for a reply the query API refused: its status and the sentence of its error body.
+pub(crate) fn refusal(response: reqwest::blocking::Response) -> anyhow::Error {
     let status = response.status();
     let body: Value = response.json().unwrap_or(Value::Null);
-    bail!(
+    anyhow!(
         "{status}: {}",
         body.get("message")
             .and_then(Value::as_str)
@@ -224,7 +229,7 @@ pub fn journey(args: JourneyArgs) -> anyhow::Result<()> {
 }
 
 /// Percent-encodes one path segment.
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {

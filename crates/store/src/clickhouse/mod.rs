@@ -230,7 +230,7 @@ impl ClickHouseStore {
             return Ok(());
         }
         let tombstones = self.tombstones().await?;
-        let alive = Self::alive(&tombstones, events);
+        let alive = tombstones.alive(events);
         if alive.len() < events.len() {
             info!(
                 dropped = events.len() - alive.len(),

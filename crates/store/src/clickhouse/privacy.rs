@@ -77,6 +77,15 @@ impl Tombstones {
             .get(project)
             .is_some_and(|erased| names_tombstoned(event, |key| erased.contains(key)))
     }
+
+    /// Of `events`, those naming no tombstoned identity.
+    pub(super) fn alive<'a>(&self, events: &[(&'a str, &'a Event)]) -> Vec<(&'a str, &'a Event)> {
+        events
+            .iter()
+            .filter(|(project, event)| !self.names(project, event))
+            .copied()
+            .collect()
+    }
 }
 
 /// The last copy of the tombstones a store read; re-read when the table has more rows.
@@ -142,18 +151,6 @@ impl ClickHouseStore {
         let current = Arc::new(current);
         *self.tombstones.0.lock() = current.clone();
         Ok(current)
-    }
-
-    /// Of `events`, those naming no identity `tombstones` holds.
-    pub(super) fn alive<'a>(
-        tombstones: &Tombstones,
-        events: &[(&'a str, &'a Event)],
-    ) -> Vec<(&'a str, &'a Event)> {
-        events
-            .iter()
-            .filter(|(project, event)| !tombstones.names(project, event))
-            .copied()
-            .collect()
     }
 
     /// After `written` was stored under the tombstones `before`: erases the groups of its

@@ -69,15 +69,21 @@ fn journey_set(codes: &LabelCodes, rows: Vec<CustomerKeys>) -> JourneySet {
         .iter()
         .map(|name| symbols.intern(name))
         .collect();
-    let mut customers: Vec<(IdentityKey, Vec<u64>)> = rows
+    let mut customers: Vec<(u64, IdentityKey, Vec<u64>)> = rows
         .into_iter()
-        .map(|row| (IdentityKey(row.customer_name), row.keys))
+        .map(|row| {
+            let name = IdentityKey(row.customer_name);
+            (name.naming_prefix(), name, row.keys)
+        })
         .collect();
-    customers.sort_unstable_by(|a, b| a.0.naming_order().cmp(&b.0.naming_order()));
+    customers.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.naming_order().cmp(&b.1.naming_order()))
+    });
     let journeys = customers
         .into_iter()
         .enumerate()
-        .map(|(customer, (_, keys))| Journey {
+        .map(|(customer, (_, _, keys))| Journey {
             customer: customer as u32,
             steps: keys
                 .into_iter()

@@ -1,7 +1,9 @@
-//! Journeys for reports that read no step property, stitched and sorted inside ClickHouse: one
-//! row per customer comes back (its id and its packed touchpoints, see [`LabelCodes`]) instead
-//! of every event with its JSON, and the domain's reports run on the result as they do on the
-//! embedded store's journeys.
+//! Journeys for reports that read no step property, stitched inside ClickHouse: each journey
+//! fragment comes back as one row (its customer, resolved through the identity overrides, and
+//! its packed touchpoints, see [`LabelCodes`]) instead of every event with its JSON. Sorting
+//! the rows by customer name, which the journey order needs anyway, brings a customer's rows
+//! together, and they merge into its journey; the domain's reports then run on the result as
+//! they do on the embedded store's journeys.
 
 use ::clickhouse::Row;
 use scribble_domain::event::IdentityKey;
@@ -15,10 +17,10 @@ use super::paths::{LabelCodes, Source};
 use super::ClickHouseStore;
 use crate::StoreError;
 
-/// One customer's packed, sorted touchpoints.
+/// One journey fragment's customer and packed touchpoints.
 #[derive(Debug, Row, Deserialize)]
-struct CustomerKeys {
-    customer_name: String,
+struct FragmentKeys {
+    customer: String,
     keys: Vec<u64>,
 }
 
@@ -32,20 +34,20 @@ impl ClickHouseStore {
         filter: &JourneyFilter,
     ) -> Result<Option<JourneySet>, StoreError> {
         let source = Source::of(project, filter);
-        if matches!(source, Source::Events { .. }) {
+        let &Source::Fragments { from_ms, to_ms, .. } = &source else {
             return Ok(None);
-        }
+        };
         let codes = match self.label_codes(&source, Breakdown::Channel).await {
             Ok(Some(codes)) => codes,
             Ok(None) => return Ok(Some(JourneySet::default())),
             Err(StoreError::ReportTooWide) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let keys_sql = self.customer_keys_sql(project, filter, &source, &codes, true);
-        let rows: Vec<CustomerKeys> = self
+        let rows_sql = self.fragment_rows_sql(project, filter, from_ms, to_ms, &codes);
+        let rows: Vec<FragmentKeys> = self
             .client
             .query(&format!(
-                "SELECT customer_name, keys FROM ({keys_sql}) WHERE length(keys) > 0"
+                "SELECT customer, keys FROM ({rows_sql}) WHERE length(keys) > 0"
             ))
             .fetch_all()
             .await?;
@@ -56,8 +58,9 @@ impl ClickHouseStore {
 }
 
 /// The set of `rows`, customers in naming order as [`scribble_domain::stitch::JourneyBook`]
-/// numbers them.
-fn journey_set(codes: &LabelCodes, rows: Vec<CustomerKeys>) -> JourneySet {
+/// numbers them, each customer's rows merged: keys sorted, and a key in two rows (one event in
+/// an older fragment row too) kept once.
+fn journey_set(codes: &LabelCodes, rows: Vec<FragmentKeys>) -> JourneySet {
     let mut symbols = Symbols::new();
     let touchpoints: Vec<Sym> = codes
         .touchpoints
@@ -69,22 +72,27 @@ fn journey_set(codes: &LabelCodes, rows: Vec<CustomerKeys>) -> JourneySet {
         .iter()
         .map(|name| symbols.intern(name))
         .collect();
-    let mut customers: Vec<(u64, IdentityKey, Vec<u64>)> = rows
+    let mut rows: Vec<(u64, IdentityKey, Vec<u64>)> = rows
         .into_iter()
         .map(|row| {
-            let name = IdentityKey(row.customer_name);
+            let name = IdentityKey(row.customer);
             (name.naming_prefix(), name, row.keys)
         })
         .collect();
-    customers.sort_unstable_by(|a, b| {
+    rows.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| a.1.naming_order().cmp(&b.1.naming_order()))
     });
-    let journeys = customers
-        .into_iter()
-        .enumerate()
-        .map(|(customer, (_, _, keys))| Journey {
-            customer: customer as u32,
+    let mut journeys: Vec<Journey> = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while let Some((_, name, mut keys)) = rows.next() {
+        while let Some((_, _, more)) = rows.next_if(|(_, next, _)| *next == name) {
+            keys.extend(more);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        journeys.push(Journey {
+            customer: journeys.len() as u32,
             steps: keys
                 .into_iter()
                 .map(|key| {
@@ -98,8 +106,8 @@ fn journey_set(codes: &LabelCodes, rows: Vec<CustomerKeys>) -> JourneySet {
                     }
                 })
                 .collect(),
-        })
-        .collect();
+        });
+    }
     JourneySet {
         journeys,
         symbols,

@@ -13,7 +13,8 @@
 //! book, then times, median of 3, each report the query API serves: the state and positional
 //! path graphs, a 5-step funnel, attribution (all six models, Markov included) and top paths.
 //! The embedded store's time for the same report is the baseline; every answer is checked to
-//! be the same in both stores.
+//! be the same in both stores. With `SCRIBBLE_BENCH_KEEP_DATABASE` set, the ClickHouse database
+//! is kept (and named) for a closer look at the queries.
 
 // Each benchmark uses part of the shared support.
 #[allow(dead_code)]
@@ -134,6 +135,10 @@ fn main() {
         });
         println!("  (ClickHouse: path graphs counted in SQL; other reports on journeys stitched and sorted in SQL, one row per customer. Embedded: the journey book in memory.)");
 
+        if std::env::var_os("SCRIBBLE_BENCH_KEEP_DATABASE").is_some() {
+            println!("  kept the database {database} for a closer look (SCRIBBLE_BENCH_KEEP_DATABASE)");
+            return;
+        }
         reqwest::Client::new()
             .post(&clickhouse)
             .body(format!("DROP DATABASE {database}"))

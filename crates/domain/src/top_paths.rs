@@ -205,11 +205,24 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
             .then_with(|| a.1.cmp(&b.1))
     };
     let shown = opts.limit.min(counted.len());
-    if shown < counted.len() {
-        counted.select_nth_unstable_by(shown, report_order);
-    }
-    let rest = counted.split_off(shown);
+    // Only paths with at least as many customers as the last shown one can be shown: find that
+    // count on plain numbers first, so names are compared among those few alone.
+    let least_shown = match shown.checked_sub(1) {
+        Some(last) if shown < counted.len() => {
+            let mut customers: Vec<usize> = counted
+                .iter()
+                .map(|(_, _, tally)| tally.customers)
+                .collect();
+            *customers.select_nth_unstable_by(last, |a, b| b.cmp(a)).1
+        }
+        Some(_) => 0,
+        None => usize::MAX,
+    };
+    let (mut counted, mut rest): (Vec<_>, Vec<_>) = counted
+        .into_iter()
+        .partition(|(_, _, tally)| tally.customers >= least_shown);
     counted.sort_unstable_by(report_order);
+    rest.extend(counted.split_off(shown));
     let paths: Vec<TopPath> = counted
         .into_iter()
         .map(|(steps, truncated, tally)| TopPath {

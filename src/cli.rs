@@ -297,7 +297,7 @@ pub struct StoreArgs {
     pub store: StoreTarget,
 }
 
-/// Where the collector listens (`serve` and `collector`).
+/// Where the collector listens, and how many requests it takes at once (`serve` and `collector`).
 #[derive(Debug, Args, Clone)]
 pub struct CollectorAddrArgs {
     /// Address the collector listens on (POST /v1/events, pixel, click, /readyz, /metrics).
@@ -307,6 +307,12 @@ pub struct CollectorAddrArgs {
         default_value = "127.0.0.1:8080"
     )]
     pub collector_addr: SocketAddr,
+    /// Most event requests (/v1/events, /v1/identify, /v1/alias) the collector handles at once;
+    /// beyond it, requests are refused at once with 503 overloaded and Retry-After, so an overload
+    /// costs neither memory nor the latency of the requests taken. Bodies in flight stay under
+    /// this many times 1 MiB.
+    #[arg(long, env = "SCRIBBLE_MAX_REQUESTS_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_in_flight: u32,
 }
 
 /// Where the query API listens (`serve` and `api`).

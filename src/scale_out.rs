@@ -49,6 +49,7 @@ pub fn collector(args: CollectorArgs) -> anyhow::Result<()> {
             listener,
             projects,
             &args.proxies,
+            args.collector.max_requests_in_flight,
             sink,
             &registry,
             &shutdown,

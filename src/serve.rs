@@ -87,6 +87,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         collector_listener,
         projects.clone(),
         &args.proxies,
+        args.collector.max_requests_in_flight,
         sink.clone(),
         &registry,
         &shutdown,
@@ -142,17 +143,20 @@ async fn embedded(
 }
 
 /// Serves the collector on `listener` until shutdown, its metrics in `registry`, believing
-/// `X-Forwarded-For` from `proxies` only.
+/// `X-Forwarded-For` from `proxies` only, handling at most `max_requests_in_flight` event requests
+/// at once.
 pub fn spawn_collector(
     listener: tokio::net::TcpListener,
     projects: LiveProjects,
     proxies: &TrustedProxyArgs,
+    max_requests_in_flight: u32,
     sink: Arc<dyn EventSink>,
     registry: &MetricsRegistry,
     shutdown: &Shutdown,
 ) -> JoinHandle<std::io::Result<()>> {
     let mut config = CollectorConfig::live(projects);
     config.trusted_proxies = TrustedProxies(proxies.trusted_proxies.clone());
+    config.max_requests_in_flight = max_requests_in_flight as usize;
     let config = Arc::new(config);
     let router = scribble_collector::router(config, sink, registry);
     tokio::spawn(scribble_collector::serve(

@@ -51,6 +51,8 @@ pub enum CollectorError {
     NotReady,
     #[error("this write key is over its project's rate limit; retry after the Retry-After seconds, or ask for a higher limit")]
     RateLimited(RetryAfter),
+    #[error("the collector is handling {limit} requests, as many as it takes at once; retry after the Retry-After seconds")]
+    Overloaded { limit: usize },
 }
 
 impl CollectorError {
@@ -104,6 +106,7 @@ impl CollectorError {
                 (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable", None)
             }
             Self::Queue(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable", None),
+            Self::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", None),
             Self::RateLimited(wait) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -112,8 +115,9 @@ impl CollectorError {
         }
     }
 
-    /// Seconds a sender should wait before retrying a 503: a full in-flight buffer drains in
-    /// about a second; an unreachable broker takes longer to come back.
+    /// Seconds a sender should wait before retrying a 503: a full in-flight buffer (of the bus,
+    /// or of the collector's own requests) drains in about a second; an unreachable broker takes
+    /// longer to come back.
     fn retry_after(&self) -> Option<u64> {
         match self {
             Self::Queue(BusError::Unavailable(_)) | Self::NotReady => Some(5),
@@ -174,6 +178,16 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         assert_eq!(body_of(response).await["error"], "bus_busy");
+    }
+
+    #[tokio::test]
+    async fn overloaded_collector_asks_for_a_retry_in_a_second() {
+        let response = CollectorError::Overloaded { limit: 1024 }.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "overloaded");
+        assert!(body["message"].as_str().unwrap().contains("1024 requests"));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Scribble's collector: the HTTP edge where websites, back-ends and email links send touchpoint
 //! events. It authenticates the write key, decodes the body (gzip under a cap), validates each
-//! event on its own and durably queues the valid ones before answering.
+//! event on its own and durably queues the valid ones before answering. Beyond
+//! `max_requests_in_flight` event requests at once it sheds load: `503 overloaded` ([`overload`]).
 //!
 //! The event endpoints take the write key from a header or, for browsers, from `?key=`. Each
 //! event records its sender's IP address ([`sender`]), truncated unless the project keeps it
@@ -22,6 +23,7 @@ mod email;
 mod error;
 mod ingest;
 mod metrics;
+mod overload;
 mod rate_limit;
 mod sender;
 mod tracker;
@@ -73,11 +75,14 @@ pub struct CollectorConfig {
     pub max_decompressed_bytes: usize,
     /// Proxies whose `X-Forwarded-For` names the sender ([`sender`]); none by default.
     pub trusted_proxies: TrustedProxies,
+    /// Most event requests handled at once; one more is refused with `503 overloaded`
+    /// ([`overload`]). Bodies in flight stay under this times `max_body_bytes`.
+    pub max_requests_in_flight: usize,
 }
 
 impl CollectorConfig {
     /// `projects` with the default limits: 32 KiB and 32 levels per event, 1 MiB bodies that may
-    /// inflate to 5 MiB.
+    /// inflate to 5 MiB, 1024 requests in flight.
     pub fn new(projects: Projects) -> Self {
         Self::live(LiveProjects::new(projects))
     }
@@ -90,6 +95,7 @@ impl CollectorConfig {
             max_body_bytes: 1024 * 1024,
             max_decompressed_bytes: 5 * 1024 * 1024,
             trusted_proxies: TrustedProxies::default(),
+            max_requests_in_flight: 1024,
         }
     }
 }
@@ -169,6 +175,11 @@ pub fn router(
         .route("/v1/identify", post(ingest::identify))
         .route("/v1/alias", post(ingest::alias))
         .route_layer(middleware::from_fn(auth::query_key))
+        // Outermost, so an overloaded collector refuses before it reads a key or a body.
+        .route_layer(middleware::from_fn_with_state(
+            overload::InFlight::new(config.max_requests_in_flight),
+            overload::shed_when_full,
+        ))
         .route("/v1/pixel.gif", get(email::pixel))
         .route("/v1/click", get(email::click))
         .layer(body_limit)

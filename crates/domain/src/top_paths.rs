@@ -183,7 +183,7 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
         (with_goal && customers > 0).then(|| conversions as f64 / customers as f64)
     };
     let [complete, truncated] = tallies;
-    let mut counted: Vec<(Vec<Sym>, bool, Tally)> = complete
+    let counted: Vec<(Vec<Sym>, bool, Tally)> = complete
         .into_iter()
         .map(|(steps, tally)| (steps, false, tally))
         .chain(

@@ -18,8 +18,10 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(250);
 const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// A request without any answer for this long counts as timed out.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Distinct visitors the events are spread over.
-const VISITORS: u64 = 20_000;
+/// Events per visitor over a run, spread over its length: a journey of a realistic length. (The
+/// ClickHouse store rewrites a visitor's whole journey fragment for each batch naming it, so
+/// hundreds of events per visitor would slow its worker down.)
+const EVENTS_PER_VISITOR: f64 = 8.0;
 
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
@@ -106,6 +108,8 @@ pub async fn run(plan: LoadPlan) -> Tally {
     let started = Instant::now();
     let schedule_ends = started + plan.duration;
     let give_up_at = schedule_ends + plan.retry_window;
+    let visitors =
+        (plan.events_per_second * plan.duration.as_secs_f64() / EVENTS_PER_VISITOR).max(1.0) as u64;
     let plan = Arc::new(plan);
     let mut sends = Vec::new();
     for number in 0u64.. {
@@ -125,7 +129,7 @@ pub async fn run(plan: LoadPlan) -> Tally {
         }
         let (client, plan, tally) = (client.clone(), plan.clone(), tally.clone());
         sends.push(tokio::spawn(async move {
-            let (ids, body) = batch(number, plan.batch);
+            let (ids, body) = batch(number, plan.batch, visitors);
             deliver(&client, &plan, ids, body, give_up_at, &tally).await;
         }));
     }
@@ -138,8 +142,9 @@ pub async fn run(plan: LoadPlan) -> Tally {
         .unwrap()
 }
 
-/// `size` new events timestamped now, their ids and the request body.
-fn batch(number: u64, size: usize) -> (Vec<Uuid>, bytes::Bytes) {
+/// `size` new events timestamped now, each of one of `visitors` visitors, their ids and the
+/// request body.
+fn batch(number: u64, size: usize, visitors: u64) -> (Vec<Uuid>, bytes::Bytes) {
     let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let events: Vec<WireEvent> = (0..size as u64)
         .map(|i| WireEvent {
@@ -150,7 +155,7 @@ fn batch(number: u64, size: usize) -> (Vec<Uuid>, bytes::Bytes) {
             } else {
                 "site_visit"
             },
-            anonymous_id: format!("visitor-{}", (number * 7919 + i) % VISITORS),
+            anonymous_id: format!("visitor-{}", (number * 7919 + i) % visitors),
         })
         .collect();
     let ids = events.iter().map(|event| event.event_id).collect();
@@ -224,7 +229,7 @@ async fn attempt(
             let reason = if error.is_timeout() {
                 "timeout"
             } else if error.is_connect() {
-                "connection refused"
+                "connect failed"
             } else {
                 "connection broken"
             };

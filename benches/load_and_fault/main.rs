@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 
 use load::{quantile_ms, LoadPlan, Tally};
-use memory::MemoryWatch;
+use memory::{MemoryWatch, Peak};
 use stacks::{Embedded, ScaleOut, TestServer, TestServers, WRITE_KEY};
 use stored::{events_in_reports, Store};
 
@@ -121,18 +121,18 @@ impl StackChoice {
 /// A running stack of either kind, for what both runs need of it.
 enum Stack {
     Embedded(Embedded),
-    ScaleOut(ScaleOut),
+    ScaleOut(Box<ScaleOut>),
 }
 
 impl Stack {
     fn start(choice: StackChoice, options: &Options, memory: &MemoryWatch) -> Self {
         match choice {
             StackChoice::Embedded => Self::Embedded(Embedded::start(memory)),
-            _ => Self::ScaleOut(ScaleOut::start(
+            _ => Self::ScaleOut(Box::new(ScaleOut::start(
                 TestServers::from_env(),
                 options.workers,
                 memory,
-            )),
+            ))),
         }
     }
 
@@ -184,7 +184,8 @@ impl Stack {
         }
     }
 
-    fn clean_up(&self) {
+    /// Stops the stack's processes and removes what it wrote to the shared servers.
+    fn clean_up(self) {
         if let Self::ScaleOut(stack) = self {
             stack.clean_up();
         }
@@ -348,7 +349,7 @@ fn fault_run(
     options: &Options,
 ) -> FaultRun {
     let memory = MemoryWatch::start();
-    memory.watch("load client", std::process::id());
+    memory.watch("load client", std::process::id(), Peak::Sampled);
     let mut stack = Stack::start(choice, options, &memory);
     eprintln!(
         "== {}: {} events/s in batches of {} for {} s",
@@ -686,7 +687,7 @@ fn overload(
     rate: f64,
 ) {
     let memory = MemoryWatch::start();
-    memory.watch("load client", std::process::id());
+    memory.watch("load client", std::process::id(), Peak::Sampled);
     let stack = Stack::start(choice, options, &memory);
     let from_seconds = memory.now_seconds();
     let result = step(
@@ -737,10 +738,10 @@ fn overload(
     let series: Vec<String> = memory
         .resident_mib_series(stack.edge_role(), from_seconds, 5.0)
         .iter()
-        .map(|mib| format!("{mib:.0}"))
+        .map(|mib| mib.map_or("-".into(), |mib| format!("{mib:.0}")))
         .collect();
     println!(
-        "    {} resident MiB, highest of every 5 s: {}",
+        "    {} resident MiB, highest of every 5 s (the load, then the drain): {}",
         stack.edge_role(),
         series.join(" ")
     );

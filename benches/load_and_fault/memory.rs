@@ -1,6 +1,9 @@
 //! Memory of every process of a run, read from `/proc/PID/status` a few times a second: the peak
-//! resident set (`VmHWM`) of each role over all its incarnations (a restarted worker is the same
-//! role), and the resident set over time (`VmRSS`) to show whether it levels off or keeps growing.
+//! resident set of each role over all its incarnations (a restarted worker is the same role), and
+//! the resident set over time (`VmRSS`) to show whether it levels off or keeps growing. The peak
+//! is the kernel's `VmHWM` for processes the run started; for those that were running before (the
+//! servers of `scripts/test-servers`, the load client itself) it is the highest `VmRSS` sampled,
+//! since their `VmHWM` remembers earlier runs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,13 +21,22 @@ pub struct MemoryWatch {
 }
 
 struct Watched {
-    /// Processes sampled now: role and process id.
-    live: Vec<(String, u32)>,
+    /// Processes sampled now: role, process id, and how their peak is read.
+    live: Vec<(String, u32, Peak)>,
     /// Peak resident KiB of each role.
     peak_kib: BTreeMap<String, u64>,
     /// Resident KiB of each role over time: seconds since the watch started, KiB.
     resident: BTreeMap<String, Vec<(f64, u64)>>,
     started: Instant,
+}
+
+/// Where a process's peak comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Peak {
+    /// `VmHWM`: the process started during the run.
+    HighWaterMark,
+    /// The highest `VmRSS` sampled: the process ran before.
+    Sampled,
 }
 
 /// What one `/proc/PID/status` says about memory.
@@ -51,10 +63,13 @@ fn sample(pid: u32) -> Option<Sample> {
 }
 
 impl Watched {
-    fn record(&mut self, role: &str, pid: u32) {
+    fn record(&mut self, role: &str, pid: u32, source: Peak) {
         let Some(sample) = sample(pid) else { return };
         let peak = self.peak_kib.entry(role.to_owned()).or_default();
-        *peak = (*peak).max(sample.peak_kib);
+        *peak = (*peak).max(match source {
+            Peak::HighWaterMark => sample.peak_kib,
+            Peak::Sampled => sample.resident_kib,
+        });
         let seconds = self.started.elapsed().as_secs_f64();
         self.resident
             .entry(role.to_owned())
@@ -63,8 +78,8 @@ impl Watched {
     }
 
     fn record_all(&mut self) {
-        for (role, pid) in self.live.clone() {
-            self.record(&role, pid);
+        for (role, pid, source) in self.live.clone() {
+            self.record(&role, pid, source);
         }
     }
 }
@@ -94,20 +109,20 @@ impl MemoryWatch {
         }
     }
 
-    /// Samples `pid` as `role` from now on.
-    pub fn watch(&self, role: &str, pid: u32) {
+    /// Samples `pid` as `role` from now on, its peak read from `source`.
+    pub fn watch(&self, role: &str, pid: u32, source: Peak) {
         let mut state = self.state.lock().unwrap();
-        state.record(role, pid);
-        state.live.push((role.to_owned(), pid));
+        state.record(role, pid, source);
+        state.live.push((role.to_owned(), pid, source));
     }
 
     /// Samples `pid` one last time and stops sampling it: call it just before the process is
     /// stopped, so its peak is not missed.
     pub fn forget(&self, pid: u32) {
         let mut state = self.state.lock().unwrap();
-        if let Some(index) = state.live.iter().position(|(_, live)| *live == pid) {
-            let (role, _) = state.live.remove(index);
-            state.record(&role, pid);
+        if let Some(index) = state.live.iter().position(|(_, live, _)| *live == pid) {
+            let (role, _, source) = state.live.remove(index);
+            state.record(&role, pid, source);
         }
     }
 
@@ -127,19 +142,26 @@ impl MemoryWatch {
     }
 
     /// The highest resident MiB of `role` in each `window` from `from_seconds` on (seconds since
-    /// the watch started), for a picture of growth over a run.
-    pub fn resident_mib_series(&self, role: &str, from_seconds: f64, window: f64) -> Vec<f64> {
+    /// the watch started), for a picture of growth over a run; `None` for a window without a
+    /// sample (the sampler got no CPU in it).
+    pub fn resident_mib_series(
+        &self,
+        role: &str,
+        from_seconds: f64,
+        window: f64,
+    ) -> Vec<Option<f64>> {
         let state = self.state.lock().unwrap();
-        let mut series: Vec<f64> = Vec::new();
+        let mut series: Vec<Option<f64>> = Vec::new();
         for &(seconds, kib) in state.resident.get(role).into_iter().flatten() {
             if seconds < from_seconds {
                 continue;
             }
             let index = ((seconds - from_seconds) / window) as usize;
             if series.len() <= index {
-                series.resize(index + 1, 0.0);
+                series.resize(index + 1, None);
             }
-            series[index] = series[index].max(kib as f64 / 1024.0);
+            let mib = kib as f64 / 1024.0;
+            series[index] = Some(series[index].map_or(mib, |highest| highest.max(mib)));
         }
         series
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::memory::MemoryWatch;
+use crate::memory::{MemoryWatch, Peak};
 
 pub const PROJECT: &str = "load";
 pub const WRITE_KEY: &str = "load-write-key";
@@ -168,7 +168,7 @@ impl Embedded {
         .map(String::from)
         .to_vec();
         let serve = spawn_scribble(&args, 2, &logs.join("serve.log"));
-        memory.watch("serve", serve.id());
+        memory.watch("serve", serve.id(), Peak::HighWaterMark);
         serve
     }
 
@@ -321,7 +321,7 @@ impl TestServers {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        memory.watch(server.role(), pid);
+        memory.watch(server.role(), pid, Peak::HighWaterMark);
     }
 
     fn answers(&self, server: TestServer) -> bool {
@@ -372,7 +372,7 @@ impl Layout {
         .to_vec();
         args.extend(Self::project_args());
         let collector = spawn_scribble(&args, 1, &self.logs.join("collector.log"));
-        memory.watch("collector", collector.id());
+        memory.watch("collector", collector.id(), Peak::HighWaterMark);
         collector
     }
 
@@ -388,7 +388,7 @@ impl Layout {
         .to_vec();
         args.extend(Self::project_args());
         let api = spawn_scribble(&args, 1, &self.logs.join("api.log"));
-        memory.watch("api", api.id());
+        memory.watch("api", api.id(), Peak::HighWaterMark);
         api
     }
 
@@ -410,7 +410,7 @@ impl Layout {
         // Ready once it printed where it listens and that it consumes: a worker that cannot reach
         // the broker at start exits in between.
         let worker = spawn_scribble(&args, 2, &self.logs.join(format!("{role}.log")));
-        memory.watch(&role, worker.id());
+        memory.watch(&role, worker.id(), Peak::HighWaterMark);
         worker
     }
 }
@@ -444,7 +444,7 @@ impl ScaleOut {
             logs: log_dir("scale-out"),
         };
         for server in [TestServer::ClickHouse, TestServer::Broker] {
-            memory.watch(server.role(), servers.pid(server));
+            memory.watch(server.role(), servers.pid(server), Peak::Sampled);
         }
         let collector = layout.spawn_collector(memory);
         // The API applies the migrations before it listens, so the workers find the schema.
@@ -490,19 +490,26 @@ impl ScaleOut {
         self.workers[index] = self.layout.spawn_worker(index, memory);
     }
 
-    /// Drops the database and deletes the topics.
-    pub fn clean_up(&self) {
+    /// Stops the processes, then drops the database and deletes the topics. In that order:
+    /// tansu 0.6.0 answers a fetch from a deleted topic by panicking in its storage task, after
+    /// which it fails every request.
+    pub fn clean_up(self) {
+        let Self {
+            servers,
+            topic,
+            database,
+            _collector,
+            _api,
+            workers,
+            ..
+        } = self;
+        drop((_collector, _api, workers));
         let _ = reqwest::blocking::Client::new()
-            .post(&self.servers.clickhouse_url)
-            .body(format!("DROP DATABASE IF EXISTS {}", self.database))
+            .post(&servers.clickhouse_url)
+            .body(format!("DROP DATABASE IF EXISTS {database}"))
             .send();
-        delete_topics(
-            &self.servers.brokers,
-            &[
-                self.topic.clone(),
-                scribble_bus::DeadLetters::topic_for(&self.topic),
-            ],
-        );
+        let dead_letters = scribble_bus::DeadLetters::topic_for(&topic);
+        delete_topics(&servers.brokers, &[topic, dead_letters]);
     }
 }
 

@@ -2,6 +2,10 @@
 //! temporary directory, filled with a small hand-built data set for two projects ("shop" and
 //! "blog"), and queried with reqwest. Every expected number below is worked out by hand from
 //! [`shop_events`] and [`blog_events`].
+//!
+//! Project isolation is also checked over a real ClickHouse store, which needs
+//! `SCRIBBLE_TEST_CLICKHOUSE_URL` (from `eval "$(scripts/test-servers start DIR)"`); that test
+//! works in a database of its own and drops it at the end.
 
 use std::sync::Arc;
 
@@ -10,7 +14,7 @@ use reqwest::StatusCode;
 use scribble_domain::event::{validate, Event, EventLimits};
 use scribble_domain::project::{Project, Projects};
 use scribble_query_api::{router, serve, ApiConfig};
-use scribble_store::EmbeddedStore;
+use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
 use scribble_telemetry::{MetricsRegistry, Samples};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -123,45 +127,57 @@ struct TestApi {
     _dir: TempDir,
 }
 
+/// Both projects' events, as the worker hands them to a store.
+fn both_projects<'a>(shop: &'a [Event], blog: &'a [Event]) -> Vec<(&'a str, &'a Event)> {
+    shop.iter()
+        .map(|event| ("shop", event))
+        .chain(blog.iter().map(|event| ("blog", event)))
+        .collect()
+}
+
+/// The API's configuration: both projects with one write and one read key each.
+fn two_projects() -> ApiConfig {
+    let project = |name: &str, write: &str, read: &str| Project {
+        name: name.into(),
+        write_keys: vec![write.into()],
+        read_keys: vec![read.into()],
+        redirect_hosts: Vec::new(),
+        ..Project::default()
+    };
+    ApiConfig::new(Projects {
+        projects: vec![
+            project("shop", SHOP_WRITE, SHOP_READ),
+            project("blog", BLOG_WRITE, BLOG_READ),
+        ],
+    })
+}
+
+/// The query API on a loopback port over `store`: its address, and the sender whose drop stops
+/// it gracefully.
+async fn serve_on_loopback(
+    store: Arc<dyn JourneyStore>,
+) -> (String, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        router(Arc::new(two_projects()), store, &MetricsRegistry::new()),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (base, stop, task)
+}
+
 impl TestApi {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.db")).unwrap());
         let (shop, blog) = (shop_events(), blog_events());
-        let batch: Vec<(&str, &Event)> = shop
-            .iter()
-            .map(|event| ("shop", event))
-            .chain(blog.iter().map(|event| ("blog", event)))
-            .collect();
-        let outcome = store.apply(&batch, 1).unwrap();
+        let outcome = store.apply(&both_projects(&shop, &blog), 1).unwrap();
         assert_eq!(outcome.stored, 13);
-        let project = |name: &str, write: &str, read: &str| Project {
-            name: name.into(),
-            write_keys: vec![write.into()],
-            read_keys: vec![read.into()],
-            redirect_hosts: Vec::new(),
-            ..Project::default()
-        };
-        let config = ApiConfig::new(Projects {
-            projects: vec![
-                project("shop", SHOP_WRITE, SHOP_READ),
-                project("blog", BLOG_WRITE, BLOG_READ),
-            ],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            listener,
-            router(
-                Arc::new(config),
-                Arc::new(store.clone()),
-                &MetricsRegistry::new(),
-            ),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let (base, stop, task) = serve_on_loopback(Arc::new(store.clone())).await;
         Self {
             base,
             client: reqwest::Client::new(),
@@ -485,6 +501,80 @@ fn words(text: &str) -> std::collections::HashSet<&str> {
 #[tokio::test]
 async fn no_route_shows_one_project_the_other_s_data() {
     let api = TestApi::start().await;
+    assert_no_route_shows_the_other_project_s_data(&api.base).await;
+}
+
+/// The same over ClickHouse, whose reports read other tables with their own project filters.
+#[tokio::test]
+async fn no_route_shows_one_project_the_other_s_data_over_clickhouse() {
+    let database = ClickHouseDatabase::with_both_projects().await;
+    let (base, _stop, _task) = serve_on_loopback(database.store.clone()).await;
+    assert_no_route_shows_the_other_project_s_data(&base).await;
+}
+
+/// A ClickHouse store over a database of its own holding both projects' events, dropped when
+/// this goes out of scope (also when the test fails).
+struct ClickHouseDatabase {
+    store: Arc<ClickHouseStore>,
+    url: String,
+    name: String,
+}
+
+impl ClickHouseDatabase {
+    async fn with_both_projects() -> Self {
+        let url = std::env::var("SCRIBBLE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
+            panic!(
+                "SCRIBBLE_TEST_CLICKHOUSE_URL is not set: this test needs a real ClickHouse. \
+                 Start one with `eval \"$(scripts/test-servers start /tmp/scribble-servers)\"` \
+                 and run the tests again in that shell."
+            )
+        });
+        let name = format!("scribble_test_{}", Uuid::new_v4().simple());
+        let config = ClickHouseConfig {
+            url: url.clone(),
+            database: name.clone(),
+        };
+        let store = ClickHouseStore::connect(&config)
+            .await
+            .unwrap_or_else(|error| panic!("cannot reach ClickHouse at {url}: {error}"));
+        let database = Self {
+            store: Arc::new(store),
+            url,
+            name,
+        };
+        database.store.migrate().await.unwrap();
+        let (shop, blog) = (shop_events(), blog_events());
+        database
+            .store
+            .insert(&both_projects(&shop, &blog))
+            .await
+            .unwrap();
+        database
+    }
+}
+
+impl Drop for ClickHouseDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // A blocking client may not run on the test's runtime: give it a thread.
+        let dropped = std::thread::spawn(move || {
+            reqwest::blocking::Client::new()
+                .post(url)
+                .body(format!("DROP DATABASE IF EXISTS {name}"))
+                .send()
+                .and_then(|response| response.error_for_status())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(_))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Both projects' read keys ask every route of the API at `base` (see [`isolation_requests`]),
+/// and no answer names anything only the other project's events carry.
+async fn assert_no_route_shows_the_other_project_s_data(base: &str) {
+    let client = reqwest::Client::new();
     // Names only one project's events carry; purchase, researcher and fall are in both.
     let shop_only = [
         "ad_click",
@@ -514,7 +604,12 @@ async fn no_route_shows_one_project_the_other_s_data() {
                     continue;
                 };
                 for request in requests {
-                    let response = api.get(key, &request).await;
+                    let response = client
+                        .get(format!("{base}{request}"))
+                        .bearer_auth(key)
+                        .send()
+                        .await
+                        .unwrap();
                     let status = response.status();
                     let text = response.text().await.unwrap();
                     if customer == foreign_customer && route.contains("{id}") {
@@ -540,6 +635,19 @@ async fn no_route_shows_one_project_the_other_s_data() {
     }
     // Every data route was asked by both projects (the journey twice), so none was skipped.
     assert!(checked > 60, "only {checked} requests checked");
+    // And the store holds both projects' data, so an empty answer did not pass for isolation.
+    for (key, own) in [(SHOP_READ, "site_visit"), (BLOG_READ, "newsletter_open")] {
+        let graph = client
+            .get(format!("{base}/v1/paths"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(words(&graph).contains(own), "{key} misses {own}: {graph}");
+    }
 }
 
 #[tokio::test]

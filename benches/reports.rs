@@ -14,7 +14,9 @@
 //! path graphs, a 5-step funnel, attribution (all six models, Markov included) and top paths.
 //! The embedded store's time for the same report is the baseline; every answer is checked to
 //! be the same in both stores. With `SCRIBBLE_BENCH_KEEP_DATABASE` set, the ClickHouse database
-//! is kept (and named) for a closer look at the queries.
+//! is kept (and named) for a closer look at the queries; `SCRIBBLE_BENCH_DATABASE=NAME` reads a
+//! kept one again instead of writing a new one (the events are generated the same way, so the
+//! embedded side matches it). `RUST_LOG=scribble_store=debug` shows where a report's time goes.
 
 // Each benchmark uses part of the shared support.
 #[allow(dead_code)]
@@ -35,6 +37,10 @@ use scribble_store::{ClickHouseConfig, ClickHouseStore, JourneyStore};
 use serde_json::Map;
 use support::{env_number, median_seconds};
 use uuid::Uuid;
+
+/// The allocator the `scribble` binary runs with, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PROJECT: &str = "bench";
 const TOUCHPOINTS: [&str; 11] = [
@@ -65,8 +71,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let kept = std::env::var("SCRIBBLE_BENCH_DATABASE").ok();
     runtime.block_on(async {
-        let database = format!("scribble_bench_{}", Uuid::new_v4().simple());
+        let database = kept
+            .clone()
+            .unwrap_or_else(|| format!("scribble_bench_{}", Uuid::new_v4().simple()));
         let store = ClickHouseStore::connect(&ClickHouseConfig {
             url: clickhouse.clone(),
             database: database.clone(),
@@ -80,8 +96,11 @@ fn main() {
         let mut written = 0;
         for first in (0..customers).step_by(CHUNK_CUSTOMERS) {
             let chunk = generate(first..(first + CHUNK_CUSTOMERS).min(customers));
-            let pairs: Vec<(&str, &Event)> = chunk.iter().map(|event| (PROJECT, event)).collect();
-            store.insert(&pairs).await.expect("insert");
+            if kept.is_none() {
+                let pairs: Vec<(&str, &Event)> =
+                    chunk.iter().map(|event| (PROJECT, event)).collect();
+                store.insert(&pairs).await.expect("insert");
+            }
             for event in &chunk {
                 book.add(event);
             }
@@ -135,7 +154,7 @@ fn main() {
         });
         println!("  (ClickHouse: path graphs counted in SQL; other reports on journeys stitched and sorted in SQL, one row per customer. Embedded: the journey book in memory.)");
 
-        if std::env::var_os("SCRIBBLE_BENCH_KEEP_DATABASE").is_some() {
+        if kept.is_some() || std::env::var_os("SCRIBBLE_BENCH_KEEP_DATABASE").is_some() {
             println!("  kept the database {database} for a closer look (SCRIBBLE_BENCH_KEEP_DATABASE)");
             return;
         }

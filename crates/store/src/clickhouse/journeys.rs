@@ -1,9 +1,13 @@
-//! Journeys for reports that read no step property, stitched inside ClickHouse: each journey
-//! fragment comes back as one row (its customer, resolved through the identity overrides, and
-//! its packed touchpoints, see [`LabelCodes`]) instead of every event with its JSON. Sorting
-//! the rows by customer name, which the journey order needs anyway, brings a customer's rows
-//! together, and they merge into its journey; the domain's reports then run on the result as
-//! they do on the embedded store's journeys.
+//! Journeys for reports that read no step property, read from the journey fragments: each
+//! fragment comes back as one row (its identity and its packed touchpoints, see
+//! [`LabelCodes`]) instead of every event with its JSON. The store resolves each identity to
+//! its customer through the identity overrides, which it reads alongside, and sorting the rows
+//! by customer name, which the journey order needs anyway, brings a customer's rows together,
+//! where they merge into its journey. The domain's reports then run on the result as they do
+//! on the embedded store's journeys.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use ::clickhouse::Row;
 use scribble_domain::event::IdentityKey;
@@ -12,16 +16,24 @@ use scribble_domain::paths::Breakdown;
 use scribble_domain::stitch::JourneyFilter;
 use scribble_domain::symbols::{Sym, Symbols};
 use serde::Deserialize;
+use tracing::debug;
 
 use super::paths::{LabelCodes, Source};
-use super::ClickHouseStore;
+use super::{string_literal, ClickHouseStore};
 use crate::StoreError;
 
-/// One journey fragment's customer and packed touchpoints.
+/// One journey fragment's identity and packed touchpoints.
 #[derive(Debug, Row, Deserialize)]
 struct FragmentKeys {
-    customer: String,
+    identity: String,
     keys: Vec<u64>,
+}
+
+/// An identity whose customer is another identity.
+#[derive(Debug, Row, Deserialize)]
+struct OtherCustomer {
+    identity: String,
+    customer: String,
 }
 
 impl ClickHouseStore {
@@ -43,24 +55,65 @@ impl ClickHouseStore {
             Err(StoreError::ReportTooWide) => return Ok(None),
             Err(error) => return Err(error),
         };
-        let rows_sql = self.fragment_rows_sql(project, filter, from_ms, to_ms, &codes);
-        let rows: Vec<FragmentKeys> = self
-            .client
-            .query(&format!(
-                "SELECT customer, keys FROM ({rows_sql}) WHERE length(keys) > 0"
-            ))
-            .fetch_all()
-            .await?;
-        Ok(Some(
-            tokio::task::spawn_blocking(move || journey_set(&codes, rows)).await?,
-        ))
+        let started = Instant::now();
+        let rows_sql = self.fragment_rows_sql(project, from_ms, to_ms, &codes);
+        let other_customers_sql = self.other_customers_sql(project);
+        let overrides = self.overrides_sql(&string_literal(project));
+        let kept_sql = self.trait_customers_sql(&string_literal(project), &overrides, filter);
+        // Three queries at once: ClickHouse runs each on fewer threads than it has.
+        let uncompressed = self.client.clone().with_compression(::clickhouse::Compression::None);
+        let (rows, others, kept) = tokio::try_join!(
+            uncompressed.query(&rows_sql).fetch_all::<FragmentKeys>(),
+            self.client
+                .query(&other_customers_sql)
+                .fetch_all::<OtherCustomer>(),
+            async {
+                match &kept_sql {
+                    Some(sql) => self.client.query(sql).fetch_all::<String>().await.map(Some),
+                    None => Ok(None),
+                }
+            },
+        )?;
+        let fetched = started.elapsed();
+        let rows_fetched = rows.len();
+        let set = tokio::task::spawn_blocking(move || {
+            let customers: HashMap<String, String> = others
+                .into_iter()
+                .map(|other| (other.identity, other.customer))
+                .collect();
+            let kept: Option<HashSet<String>> = kept.map(|kept| kept.into_iter().collect());
+            journey_set(&codes, rows, &customers, kept.as_ref())
+        })
+        .await?;
+        debug!(
+            project,
+            rows = rows_fetched,
+            journeys = set.journeys.len(),
+            fetch_ms = fetched.as_millis() as u64,
+            assemble_ms = (started.elapsed() - fetched).as_millis() as u64,
+            "journeys read from fragments"
+        );
+        Ok(Some(set))
     }
 }
 
-/// The set of `rows`, customers in naming order as [`scribble_domain::stitch::JourneyBook`]
-/// numbers them, each customer's rows merged: keys sorted, and a key in two rows (one event in
-/// an older fragment row too) kept once.
-fn journey_set(codes: &LabelCodes, rows: Vec<FragmentKeys>) -> JourneySet {
+/// A fragment row named by its customer: the customer's naming prefix, the customer, the keys.
+type NamedRow = (u64, IdentityKey, Vec<u64>);
+
+/// The set of `rows`, each identity resolved to its customer through `customers` (an identity
+/// missing there is its own customer), only the customers in `kept` when it is given, in naming
+/// order as [`scribble_domain::stitch::JourneyBook`] numbers them; each customer's rows merged:
+/// keys sorted, and a key in two rows (one event in an older fragment row too) kept once.
+///
+/// A million customers take two threads: each names and sorts half the rows, the halves merge,
+/// and each thread then builds the journeys of half the customers. On the 2-core machine that
+/// took the assembly of 10M events from about 0.6 to about 0.35 s.
+fn journey_set(
+    codes: &LabelCodes,
+    mut rows: Vec<FragmentKeys>,
+    customers: &HashMap<String, String>,
+    kept: Option<&HashSet<String>>,
+) -> JourneySet {
     let mut symbols = Symbols::new();
     let touchpoints: Vec<Sym> = codes
         .touchpoints
@@ -72,45 +125,98 @@ fn journey_set(codes: &LabelCodes, rows: Vec<FragmentKeys>) -> JourneySet {
         .iter()
         .map(|name| symbols.intern(name))
         .collect();
-    let mut rows: Vec<(u64, IdentityKey, Vec<u64>)> = rows
-        .into_iter()
-        .map(|row| {
-            let name = IdentityKey(row.customer);
-            (name.naming_prefix(), name, row.keys)
-        })
-        .collect();
-    rows.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.naming_order().cmp(&b.1.naming_order()))
-    });
-    let mut journeys: Vec<Journey> = Vec::new();
-    let mut rows = rows.into_iter().peekable();
-    while let Some((_, name, mut keys)) = rows.next() {
-        while let Some((_, _, more)) = rows.next_if(|(_, next, _)| *next == name) {
-            keys.extend(more);
+    let named = |rows: Vec<FragmentKeys>| -> Vec<NamedRow> {
+        let mut named: Vec<NamedRow> = rows
+            .into_iter()
+            .map(|row| match customers.get(&row.identity) {
+                Some(customer) => (IdentityKey(customer.clone()), row.keys),
+                None => (IdentityKey(row.identity), row.keys),
+            })
+            .filter(|(customer, _)| kept.is_none_or(|kept| kept.contains(&customer.0)))
+            .map(|(name, keys)| (name.naming_prefix(), name, keys))
+            .collect();
+        named.sort_unstable_by(naming);
+        named
+    };
+    let second_half = rows.split_off(rows.len() / 2);
+    let (first, second) = on_two_threads(|| named(rows), || named(second_half));
+    let mut sorted = merged(first, second);
+    let mut middle = sorted.len() / 2;
+    while middle > 0 && middle < sorted.len() && sorted[middle].1 == sorted[middle - 1].1 {
+        middle += 1;
+    }
+    let later = sorted.split_off(middle);
+    let journeys_of = |rows: Vec<NamedRow>| -> Vec<Journey> {
+        let mut journeys = Vec::new();
+        let mut rows = rows.into_iter().peekable();
+        while let Some((_, name, mut keys)) = rows.next() {
+            while let Some((_, _, more)) = rows.next_if(|(_, next, _)| *next == name) {
+                keys.extend(more);
+            }
+            keys.sort_unstable();
+            keys.dedup();
+            journeys.push(Journey {
+                customer: 0,
+                steps: keys
+                    .into_iter()
+                    .map(|key| {
+                        let (at_ms, label) = codes.unpack(key);
+                        let (touchpoint, channel) = codes.touchpoint_and_channel(label);
+                        Step {
+                            at_ms,
+                            touchpoint: touchpoints[touchpoint],
+                            channel: channels[channel],
+                            touch: 0,
+                        }
+                    })
+                    .collect(),
+            });
         }
-        keys.sort_unstable();
-        keys.dedup();
-        journeys.push(Journey {
-            customer: journeys.len() as u32,
-            steps: keys
-                .into_iter()
-                .map(|key| {
-                    let (at_ms, label) = codes.unpack(key);
-                    let (touchpoint, channel) = codes.touchpoint_and_channel(label);
-                    Step {
-                        at_ms,
-                        touchpoint: touchpoints[touchpoint],
-                        channel: channels[channel],
-                        touch: 0,
-                    }
-                })
-                .collect(),
-        });
+        journeys
+    };
+    let (mut journeys, rest) = on_two_threads(|| journeys_of(sorted), || journeys_of(later));
+    journeys.extend(rest);
+    for (number, journey) in journeys.iter_mut().enumerate() {
+        journey.customer = number as u32;
     }
     JourneySet {
         journeys,
         symbols,
         properties: Vec::new(),
     }
+}
+
+/// The order customers are numbered in: by naming prefix, then by name.
+fn naming(a: &NamedRow, b: &NamedRow) -> std::cmp::Ordering {
+    a.0.cmp(&b.0)
+        .then_with(|| a.1.naming_order().cmp(&b.1.naming_order()))
+}
+
+/// The rows of two sorted runs in one sorted run.
+fn merged(first: Vec<NamedRow>, second: Vec<NamedRow>) -> Vec<NamedRow> {
+    let mut rows = Vec::with_capacity(first.len() + second.len());
+    let (mut first, mut second) = (first.into_iter().peekable(), second.into_iter().peekable());
+    loop {
+        let next = match (first.peek(), second.peek()) {
+            (Some(a), Some(b)) if naming(b, a).is_lt() => second.next(),
+            (Some(_), _) => first.next(),
+            (None, _) => second.next(),
+        };
+        match next {
+            Some(row) => rows.push(row),
+            None => return rows,
+        }
+    }
+}
+
+/// Runs `a` on this thread and `b` on another one at the same time; both results.
+fn on_two_threads<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let other = scope.spawn(b);
+        let mine = a();
+        (mine, other.join().expect("a journey assembly thread panicked"))
+    })
 }

@@ -346,8 +346,22 @@ impl ClickHouseStore {
     /// A `WHERE` clause keeping the customers whose latest scalar value of every trait in
     /// `filter` is the one asked for; empty without trait filters. `project` is a literal.
     fn trait_filter_sql(&self, project: &str, overrides: &str, filter: &JourneyFilter) -> String {
+        self.trait_customers_sql(project, overrides, filter)
+            .map_or_else(String::new, |customers| {
+                format!(" WHERE customer IN ({customers})")
+            })
+    }
+
+    /// SQL listing the `customer`s whose latest scalar value of every trait in `filter` is the
+    /// one asked for; `None` without trait filters. `project` is a literal.
+    pub(super) fn trait_customers_sql(
+        &self,
+        project: &str,
+        overrides: &str,
+        filter: &JourneyFilter,
+    ) -> Option<String> {
         if filter.traits.is_empty() {
-            return String::new();
+            return None;
         }
         let wanted: Vec<String> = filter
             .traits
@@ -361,22 +375,21 @@ impl ClickHouseStore {
             })
             .collect();
         let keys: Vec<String> = filter.traits.iter().map(|(key, _)| key.clone()).collect();
-        self.sql(&format!(
-            " WHERE customer IN (
-                SELECT customer FROM (
-                    SELECT if(resolved = '', identity, resolved) AS customer, key,
-                           argMax(value, (at_ms, event_id)) AS latest_value,
-                           argMax(scalar, (at_ms, event_id)) AS latest_scalar
-                    FROM (SELECT identity, key, value, scalar, at_ms, event_id
-                          FROM {{db}}.traits WHERE project = {project} AND has({keys}, key))
-                    ANY LEFT JOIN ({overrides}) USING identity
-                    GROUP BY customer, key)
-                WHERE latest_scalar = 1 AND ({wanted})
-                GROUP BY customer HAVING count() = {count})",
+        Some(self.sql(&format!(
+            "SELECT customer FROM (
+                SELECT if(resolved = '', identity, resolved) AS customer, key,
+                       argMax(value, (at_ms, event_id)) AS latest_value,
+                       argMax(scalar, (at_ms, event_id)) AS latest_scalar
+                FROM (SELECT identity, key, value, scalar, at_ms, event_id
+                      FROM {{db}}.traits WHERE project = {project} AND has({keys}, key))
+                ANY LEFT JOIN ({overrides}) USING identity
+                GROUP BY customer, key)
+             WHERE latest_scalar = 1 AND ({wanted})
+             GROUP BY customer HAVING count() = {count}",
             keys = string_array(&keys),
             wanted = wanted.join(" OR "),
             count = filter.traits.len(),
-        ))
+        )))
     }
 
     /// SQL with one row per customer of the touchpoints `source` reads: `customer_hash` and
@@ -422,38 +435,41 @@ impl ClickHouseStore {
         }
     }
 
-    /// SQL with one row per journey fragment the filter selects: `customer` (the fragment's
-    /// identity resolved through the identity overrides) and `keys`, its touchpoints within
-    /// `from_ms..to_ms` packed as [`LabelCodes`] describes (possibly none). A customer may have
-    /// several rows (an anonymous and a user fragment, or an older row not merged yet) that share
-    /// keys; the caller merges them. Grouping a million customers here cost ClickHouse 18.16 more
-    /// than the rest of the query together, while the caller sorts customers by name anyway.
+    /// SQL with one row per journey fragment of `project` that has touchpoints within
+    /// `from_ms..to_ms`: its `identity` and `keys`, those touchpoints packed as [`LabelCodes`]
+    /// describes. A customer may have several rows (an anonymous and a user fragment, or an
+    /// older row not merged yet) that share keys; the caller resolves identities and merges
+    /// them. Grouping a million customers here cost ClickHouse 18.16 more than the rest of the
+    /// query together, and joining the identity overrides doubled the query's time, while the
+    /// caller sorts customers by name anyway.
     pub(super) fn fragment_rows_sql(
         &self,
         project: &str,
-        filter: &JourneyFilter,
         from_ms: Option<i64>,
         to_ms: Option<i64>,
         codes: &LabelCodes,
     ) -> String {
-        let project = string_literal(project);
-        let overrides = self.overrides_sql(&project);
-        let trait_filter = self.trait_filter_sql(&project, &overrides, filter);
         self.sql(&format!(
-            "SELECT customer, keys
-             FROM (
-                SELECT if(resolved = '', identity, resolved) AS customer, fragment_keys AS keys
-                FROM (
-                    SELECT identity, {fragment_keys} AS fragment_keys
-                    FROM {{db}}.journey_fragments WHERE project = {project})
-                ANY LEFT JOIN ({overrides}) USING identity)
-             {trait_filter}",
+            "SELECT identity, keys FROM (
+                SELECT identity, {fragment_keys} AS keys
+                FROM {{db}}.journey_fragments WHERE project = {project})
+             WHERE length(keys) > 0",
+            project = string_literal(project),
             fragment_keys = fragment_keys_sql(codes, from_ms, to_ms),
         ))
     }
 
+    /// SQL listing each identity whose latest customer is another one, as `identity,
+    /// customer`: the identity overrides a caller resolving fragments itself needs.
+    pub(super) fn other_customers_sql(&self, project: &str) -> String {
+        format!(
+            "SELECT identity, resolved FROM ({}) WHERE resolved != identity",
+            self.overrides_sql(&string_literal(project))
+        )
+    }
+
     /// Each identity's latest customer from the identity overrides, as `identity, resolved`.
-    fn overrides_sql(&self, project_literal: &str) -> String {
+    pub(super) fn overrides_sql(&self, project_literal: &str) -> String {
         self.sql(&format!(
             "SELECT identity, argMax(customer, version) AS resolved \
              FROM {{db}}.identity_overrides WHERE project = {project_literal} GROUP BY identity"

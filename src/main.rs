@@ -20,6 +20,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// Reports build and drop millions of short-lived journeys; glibc's malloc and free took about a
+/// quarter of a report over 10 million events.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logs(cli.log_format);

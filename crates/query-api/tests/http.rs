@@ -5,7 +5,7 @@
 //!
 //! Project isolation is also checked over a real ClickHouse store, which needs
 //! `SCRIBBLE_TEST_CLICKHOUSE_URL` (from `eval "$(scripts/test-servers start DIR)"`); that test
-//! works in a database of its own and drops it at the end.
+//! works in a database of its own ([`TestDatabase`]) and drops it at the end.
 
 use std::sync::Arc;
 
@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use scribble_domain::event::{validate, Event, EventLimits};
 use scribble_domain::project::{Project, Projects};
 use scribble_query_api::{router, serve, ApiConfig};
-use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
+use scribble_store::testing::TestDatabase;
+use scribble_store::{EmbeddedStore, JourneyStore};
 use scribble_telemetry::{MetricsRegistry, Samples};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -507,68 +508,15 @@ async fn no_route_shows_one_project_the_other_s_data() {
 /// The same over ClickHouse, whose reports read other tables with their own project filters.
 #[tokio::test]
 async fn no_route_shows_one_project_the_other_s_data_over_clickhouse() {
-    let database = ClickHouseDatabase::with_both_projects().await;
+    let database = TestDatabase::migrated().await;
+    let (shop, blog) = (shop_events(), blog_events());
+    database
+        .store
+        .insert(&both_projects(&shop, &blog))
+        .await
+        .unwrap();
     let (base, _stop, _task) = serve_on_loopback(database.store.clone()).await;
     assert_no_route_shows_the_other_project_s_data(&base).await;
-}
-
-/// A ClickHouse store over a database of its own holding both projects' events, dropped when
-/// this goes out of scope (also when the test fails).
-struct ClickHouseDatabase {
-    store: Arc<ClickHouseStore>,
-    url: String,
-    name: String,
-}
-
-impl ClickHouseDatabase {
-    async fn with_both_projects() -> Self {
-        let url = std::env::var("SCRIBBLE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
-            panic!(
-                "SCRIBBLE_TEST_CLICKHOUSE_URL is not set: this test needs a real ClickHouse. \
-                 Start one with `eval \"$(scripts/test-servers start /tmp/scribble-servers)\"` \
-                 and run the tests again in that shell."
-            )
-        });
-        let name = format!("scribble_test_{}", Uuid::new_v4().simple());
-        let config = ClickHouseConfig {
-            url: url.clone(),
-            database: name.clone(),
-        };
-        let store = ClickHouseStore::connect(&config)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach ClickHouse at {url}: {error}"));
-        let database = Self {
-            store: Arc::new(store),
-            url,
-            name,
-        };
-        database.store.migrate().await.unwrap();
-        let (shop, blog) = (shop_events(), blog_events());
-        database
-            .store
-            .insert(&both_projects(&shop, &blog))
-            .await
-            .unwrap();
-        database
-    }
-}
-
-impl Drop for ClickHouseDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // A blocking client may not run on the test's runtime: give it a thread.
-        let dropped = std::thread::spawn(move || {
-            reqwest::blocking::Client::new()
-                .post(url)
-                .body(format!("DROP DATABASE IF EXISTS {name}"))
-                .send()
-                .and_then(|response| response.error_for_status())
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(_))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
 }
 
 /// Both projects' read keys ask every route of the API at `base` (see [`isolation_requests`]),

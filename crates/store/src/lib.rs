@@ -5,6 +5,8 @@
 
 mod clickhouse;
 mod embedded;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use async_trait::async_trait;
 use scribble_domain::event::IdentityKey;

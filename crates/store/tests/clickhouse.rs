@@ -4,7 +4,7 @@
 //!
 //! Needs `SCRIBBLE_TEST_CLICKHOUSE_URL` (for example from
 //! `eval "$(scripts/test-servers start DIR)"`). Each test works in a database of its own with a
-//! random name and drops it at the end, also when the test fails.
+//! random name and drops it at the end, also when the test fails ([`TestDatabase`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,87 +14,13 @@ use scribble_domain::event::{Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
 use scribble_domain::paths::{GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
+use scribble_store::testing::TestDatabase;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
 use serde_json::Map;
 use uuid::Uuid;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 const SHOP: &str = "shop";
-
-fn server_url() -> String {
-    std::env::var("SCRIBBLE_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| {
-        panic!(
-            "SCRIBBLE_TEST_CLICKHOUSE_URL is not set: these tests need a real ClickHouse. \
-             Start one with `eval \"$(scripts/test-servers start /tmp/scribble-servers)\"` \
-             and run the tests again in that shell."
-        )
-    })
-}
-
-/// A ClickHouse store over a database of its own, dropped when this goes out of scope.
-struct TestDatabase {
-    store: ClickHouseStore,
-    url: String,
-    name: String,
-}
-
-impl TestDatabase {
-    async fn new() -> Self {
-        let url = server_url();
-        let name = format!("scribble_test_{}", Uuid::new_v4().simple());
-        let config = ClickHouseConfig {
-            url: url.clone(),
-            database: name.clone(),
-        };
-        let store = ClickHouseStore::connect(&config)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach ClickHouse at {url}: {error}"));
-        Self { store, url, name }
-    }
-
-    async fn migrated() -> Self {
-        let database = Self::new().await;
-        database.store.migrate().await.unwrap();
-        database
-    }
-
-    fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(&self.url)
-            .with_validation(false)
-    }
-
-    async fn count(&self, table: &str) -> u64 {
-        self.client()
-            .query(&format!("SELECT count() FROM {}.{table}", self.name))
-            .fetch_one()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (client, name) = (self.client(), self.name.clone());
-        // The test's runtime cannot block on async work from inside `drop`: run the DROP on a
-        // thread with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime")
-                .block_on(
-                    client
-                        .query(&format!("DROP DATABASE IF EXISTS {name}"))
-                        .execute(),
-                )
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
 
 fn demo(customers: usize, seed: u64) -> Vec<Event> {
     generate(&DemoOptions {

@@ -52,7 +52,7 @@ impl LabelCodes {
     /// The numbering of `touchpoints` (and `channels`, empty without a breakdown) in name order,
     /// for touchpoints between `first_ms` and `last_ms`. Fails when time and label numbers
     /// leave fewer than 8 bits of the sort key for the event-id hash.
-    fn new(
+    pub(super) fn new(
         mut touchpoints: Vec<String>,
         mut channels: Vec<String>,
         first_ms: i64,
@@ -100,6 +100,15 @@ impl LabelCodes {
         let label = (key >> hash_bits) & ((1u64 << self.code_bits) - 1);
         let time = (key >> (hash_bits + self.code_bits)) as i64 + self.first_ms;
         (time, label)
+    }
+
+    /// The key [`pack_key`] computes in SQL, for tests that build rows by hand.
+    #[cfg(test)]
+    pub(super) fn pack(&self, at_ms: i64, label: u64, hash: u64) -> u64 {
+        let hash_bits = self.hash_bits();
+        (((at_ms - self.first_ms) as u64) << (hash_bits + self.code_bits))
+            | (label << hash_bits)
+            | (hash & ((1u64 << hash_bits) - 1))
     }
 
     /// The touchpoint and channel indexes of a real label number of a channel breakdown.
@@ -457,15 +466,6 @@ impl ClickHouseStore {
             project = string_literal(project),
             fragment_keys = fragment_keys_sql(codes, from_ms, to_ms),
         ))
-    }
-
-    /// SQL listing each identity whose latest customer is another one, as `identity,
-    /// customer`: the identity overrides a caller resolving fragments itself needs.
-    pub(super) fn other_customers_sql(&self, project: &str) -> String {
-        format!(
-            "SELECT identity, resolved FROM ({}) WHERE resolved != identity",
-            self.overrides_sql(&string_literal(project))
-        )
     }
 
     /// Each identity's latest customer from the identity overrides, as `identity, resolved`.
@@ -838,6 +838,12 @@ mod tests {
         assert_eq!(bits_for(7), 3);
         assert_eq!(bits_for(8), 4);
         assert_eq!(bits_for(0), 0);
+    }
+
+    #[test]
+    fn a_packed_key_unpacks_to_its_time_and_label() {
+        let codes = LabelCodes::new(vec!["purchase".into()], Vec::new(), 1_000, 9_000).unwrap();
+        assert_eq!(codes.unpack(codes.pack(4_321, 1, u64::MAX)), (4_321, 1));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use scribble_domain::demo::{generate, DemoOptions};
 use scribble_domain::event::{Body, Event, IdentityKey, Who};
 use scribble_domain::journey::JourneySet;
-use scribble_domain::paths::{GraphView, PathOptions};
+use scribble_domain::paths::{Breakdown, GraphView, PathOptions};
 use scribble_domain::stitch::JourneyFilter;
 use scribble_store::testing::TestDatabase;
 use scribble_store::{ClickHouseConfig, ClickHouseStore, EmbeddedStore, JourneyStore};
@@ -119,6 +119,47 @@ fn identities(events: &[Event]) -> Vec<IdentityKey> {
     keys
 }
 
+/// Path options that take each way through the ClickHouse path query: the journey's first
+/// steps (the default, with and without drop-offs), collapsed repeats, each kind of anchor, a
+/// channel breakdown, and top N hiding labels.
+fn path_options() -> Vec<PathOptions> {
+    let default = PathOptions::default();
+    vec![
+        default.clone(),
+        PathOptions {
+            max_steps: 2,
+            drop_offs: false,
+            ..default.clone()
+        },
+        PathOptions {
+            collapse_repeats: true,
+            top_n: Some(2),
+            ..default.clone()
+        },
+        PathOptions {
+            start: Some("site_visit".into()),
+            max_steps: 3,
+            ..default.clone()
+        },
+        PathOptions {
+            end: Some("purchase".into()),
+            top_n: Some(1),
+            ..default.clone()
+        },
+        PathOptions {
+            start: Some("site_visit".into()),
+            end: Some("purchase".into()),
+            collapse_repeats: true,
+            ..default.clone()
+        },
+        PathOptions {
+            breakdown: Breakdown::Channel,
+            max_steps: 3,
+            ..default
+        },
+    ]
+}
+
 /// Asserts that both stores give the same journeys and path graphs (under every filter in
 /// [`filters`]) and the same customers for `project`.
 async fn assert_same_answers(
@@ -141,13 +182,8 @@ async fn assert_same_answers(
             named(&expected),
             "{name}, without properties"
         );
-        let collapsed = PathOptions {
-            collapse_repeats: true,
-            top_n: Some(2),
-            ..PathOptions::default()
-        };
         for view in [GraphView::State, GraphView::Positional] {
-            for options in [&PathOptions::default(), &collapsed] {
+            for options in &path_options() {
                 let expected = embedded.path_graph(project, &filter, view, options).await;
                 let actual = clickhouse.path_graph(project, &filter, view, options).await;
                 assert_eq!(

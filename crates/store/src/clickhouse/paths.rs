@@ -7,10 +7,12 @@
 //! numbered in name order, so equal times order by name as the journey book does), then bits of
 //! a hash of the event id. Grouping by customer and sorting those keys gives the journey in
 //! order; identical keys are the same event written twice (a replay not yet merged away) and are
-//! dropped. Array functions then collapse repeats and cut each path as
-//! [`PathOptions`] describes, and every path's transitions are counted per edge, with the exact
-//! median time. Array sorts of plain integers are what ClickHouse 18.16 does fast; sorting tuples
-//! through lambdas was ten times slower.
+//! dropped. Array functions then collapse repeats and cut each path as [`PathOptions`]
+//! describes, still as keys, and one `ARRAY JOIN` turns the paths into transitions, whose labels
+//! and times are decoded from the keys and counted per edge, with the exact median time. Array
+//! sorts of plain integers are what ClickHouse 18.16 does fast; sorting tuples through lambdas
+//! was ten times slower, and every array function over a million paths costs about 0.1 s, so
+//! the query uses as few as it can.
 //!
 //! ClickHouse 18.16 drops a subquery column that the outer query names only inside lambdas, so
 //! every array a lambda reads is also passed to it as an argument.
@@ -19,12 +21,14 @@
 //! once if their id hashes also agree in the bits left over (at least 8, usually over 16).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use scribble_domain::paths::{
     top_per_step, Breakdown, EdgeCount, GraphView, NodeCount, PathGraph, PathOptions, DROP_OFF,
     END, OTHER, START,
 };
 use scribble_domain::stitch::JourneyFilter;
+use tracing::{debug, trace};
 use uuid::Uuid;
 
 use super::{string_array, string_literal, time_bounds, ClickHouseStore};
@@ -177,6 +181,27 @@ impl LabelCodes {
         }
     }
 
+    /// SQL for the label number of the packed key `key` (`0` for the key `0`).
+    fn label_of(&self, key: &str) -> String {
+        format!(
+            "bitAnd(bitShiftRight({key}, {}), {})",
+            self.hash_bits(),
+            (1u64 << self.code_bits) - 1
+        )
+    }
+
+    /// SQL for the milliseconds from the key `earlier` to the key `later`.
+    fn millis_between(&self, earlier: &str, later: &str) -> String {
+        let shift = self.hash_bits() + self.code_bits;
+        format!("(toInt64(bitShiftRight({later}, {shift})) - toInt64(bitShiftRight({earlier}, {shift})))")
+    }
+
+    /// A packed key with label number `label`, to append a virtual step (the end, a drop-off)
+    /// to a path of keys; its time is never read.
+    fn virtual_key(&self, label: u64) -> u64 {
+        label << self.hash_bits()
+    }
+
     /// SQL turning the label-number array `codes` into touchpoint numbers, for anchors.
     fn touchpoints_sql(&self, codes: &str) -> String {
         if self.channels.is_empty() {
@@ -245,6 +270,7 @@ impl ClickHouseStore {
             return Ok(empty);
         };
         let paths_sql = self.paths_sql(project, filter, &source, &codes, start, end, options);
+        let started = Instant::now();
         let rows = match view {
             GraphView::State => {
                 self.fetch_edges(&state_edges_sql(&paths_sql, &codes, options))
@@ -252,6 +278,13 @@ impl ClickHouseStore {
             }
             GraphView::Positional => self.positional_rows(&paths_sql, &codes, options).await?,
         };
+        debug!(
+            project,
+            ?view,
+            edge_rows = rows.len(),
+            query_ms = started.elapsed().as_millis() as u64,
+            "path graph counted in ClickHouse"
+        );
         Ok(graph_of(view, &codes, rows))
     }
 
@@ -281,7 +314,7 @@ impl ClickHouseStore {
             ))
             .execute()
             .await?;
-        let cached = "SELECT path, path_times, over FROM report_paths";
+        let cached = "SELECT path, over FROM report_paths";
         let raw: Vec<EdgeRow> = session
             .query(&positional_edges_sql(cached, codes, options, None))
             .fetch_all()
@@ -294,6 +327,7 @@ impl ClickHouseStore {
     }
 
     async fn fetch_edges(&self, sql: &str) -> Result<Vec<EdgeRow>, StoreError> {
+        trace!(sql, "edge query");
         Ok(self.client.query(sql).fetch_all::<EdgeRow>().await?)
     }
 
@@ -352,15 +386,6 @@ impl ClickHouseStore {
         Ok(Some(codes))
     }
 
-    /// A `WHERE` clause keeping the customers whose latest scalar value of every trait in
-    /// `filter` is the one asked for; empty without trait filters. `project` is a literal.
-    fn trait_filter_sql(&self, project: &str, overrides: &str, filter: &JourneyFilter) -> String {
-        self.trait_customers_sql(project, overrides, filter)
-            .map_or_else(String::new, |customers| {
-                format!(" WHERE customer IN ({customers})")
-            })
-    }
-
     /// SQL listing the `customer`s whose latest scalar value of every trait in `filter` is the
     /// one asked for; `None` without trait filters. `project` is a literal.
     pub(super) fn trait_customers_sql(
@@ -403,43 +428,52 @@ impl ClickHouseStore {
 
     /// SQL with one row per customer of the touchpoints `source` reads: `customer_hash` and
     /// `keys`, every touchpoint packed as [`LabelCodes`] describes, sorted. Equal keys are one
-    /// event stored twice (an unmerged replay, or an older fragment row) and count once.
+    /// event stored twice (an unmerged replay, or an older fragment row) and count once. With
+    /// `prefix`, each journey fragment gives only its first `prefix` touchpoints (see
+    /// [`fragment_keys_sql`]): then `keys` starts as the journey does, and is longer than
+    /// `prefix - 1` exactly when the journey is.
+    ///
+    /// Identities and customers are joined and grouped by their `cityHash64`: on ClickHouse
+    /// 18.16 a join on those numbers took about 0.3 s less over a million fragments than one on
+    /// the identity strings. The grouping reads the join directly: a subquery between them
+    /// cost 18.16 another second.
     fn customer_keys_sql(
         &self,
         project: &str,
         filter: &JourneyFilter,
         source: &Source,
         codes: &LabelCodes,
+        prefix: Option<usize>,
     ) -> String {
         let project = string_literal(project);
-        let overrides = self.overrides_sql(&project);
-        let trait_filter = self.trait_filter_sql(&project, &overrides, filter);
+        let overrides = self.override_hashes_sql(&project);
+        let trait_filter = self
+            .trait_customers_sql(&project, &self.overrides_sql(&project), filter)
+            .map_or_else(String::new, |customers| {
+                format!(" WHERE customer_hash IN (SELECT cityHash64(customer) FROM ({customers}))")
+            });
+        let customer_hash = "if(overridden = 1, resolved_hash, identity_hash) AS customer_hash";
         match source {
             Source::Events { where_sql } => self.sql(&format!(
-                "SELECT cityHash64(customer) AS customer_hash, arrayDistinct(arraySort(groupArray(key))) AS keys
+                "SELECT {customer_hash}, arrayDistinct(arraySort(groupArray(key))) AS keys
                  FROM (
-                    SELECT if(resolved = '', identity, resolved) AS customer, key
-                    FROM (
-                        SELECT if(user_id != '', concat('u:', user_id), concat('a:', anonymous_id)) AS identity,
-                               {key} AS key
-                        FROM {{db}}.events WHERE {where_sql})
-                    ANY LEFT JOIN ({overrides}) USING identity)
+                    SELECT cityHash64(if(user_id != '', concat('u:', user_id), concat('a:', anonymous_id))) AS identity_hash,
+                           {key} AS key
+                    FROM {{db}}.events WHERE {where_sql})
+                 ANY LEFT JOIN ({overrides}) USING identity_hash
                  {trait_filter}
                  GROUP BY customer_hash",
                 key = pack_key(codes, "at_ms", &codes.event_label_sql(), "cityHash64(toString(event_id))"),
             )),
             Source::Fragments { from_ms, to_ms, .. } => self.sql(&format!(
-                "SELECT cityHash64(customer) AS customer_hash,
-                        arrayDistinct(arraySort(groupArrayArray(fragment_keys))) AS keys
+                "SELECT {customer_hash}, arrayDistinct(arraySort(groupArrayArray(fragment_keys))) AS keys
                  FROM (
-                    SELECT if(resolved = '', identity, resolved) AS customer, fragment_keys
-                    FROM (
-                        SELECT identity, {fragment_keys} AS fragment_keys
-                        FROM {{db}}.journey_fragments WHERE project = {project})
-                    ANY LEFT JOIN ({overrides}) USING identity)
+                    SELECT cityHash64(identity) AS identity_hash, {fragment_keys} AS fragment_keys
+                    FROM {{db}}.journey_fragments WHERE project = {project})
+                 ANY LEFT JOIN ({overrides}) USING identity_hash
                  {trait_filter}
                  GROUP BY customer_hash",
-                fragment_keys = fragment_keys_sql(codes, *from_ms, *to_ms),
+                fragment_keys = fragment_keys_sql(codes, *from_ms, *to_ms, prefix),
             )),
         }
     }
@@ -464,7 +498,17 @@ impl ClickHouseStore {
                 FROM {{db}}.journey_fragments WHERE project = {project})
              WHERE length(keys) > 0",
             project = string_literal(project),
-            fragment_keys = fragment_keys_sql(codes, from_ms, to_ms),
+            fragment_keys = fragment_keys_sql(codes, from_ms, to_ms, None),
+        ))
+    }
+
+    /// Each overridden identity's `identity_hash` with its latest customer's `resolved_hash`
+    /// (`cityHash64` both) and `overridden` set, to join identities to customers.
+    fn override_hashes_sql(&self, project_literal: &str) -> String {
+        self.sql(&format!(
+            "SELECT cityHash64(identity) AS identity_hash, \
+                    argMax(cityHash64(customer), version) AS resolved_hash, toUInt8(1) AS overridden \
+             FROM {{db}}.identity_overrides WHERE project = {project_literal} GROUP BY identity_hash"
         ))
     }
 
@@ -476,8 +520,8 @@ impl ClickHouseStore {
         ))
     }
 
-    /// SQL with one row per customer that has a path: `path` (label numbers), `times` (epoch
-    /// ms) and `over` (whether the path ends where the customer's journey does).
+    /// SQL with one row per customer that has a path: `path`, its steps as packed keys, and
+    /// `over` (whether the path ends where the customer's journey does).
     #[allow(clippy::too_many_arguments)]
     fn paths_sql(
         &self,
@@ -489,35 +533,32 @@ impl ClickHouseStore {
         end: Option<u64>,
         options: &PathOptions,
     ) -> String {
-        let hash_bits = codes.hash_bits();
-        let shift = hash_bits + codes.code_bits;
-        let keys_sql = self.customer_keys_sql(project, filter, source, codes);
-        let code_mask = (1u64 << codes.code_bits) - 1;
         let max = options.max_steps;
-        // Without anchors or collapsing, a path is the journey's first `max` steps: decode only
-        // those.
-        let visible = if (start, end) == (None, None) && !options.collapse_repeats {
-            format!("arraySlice(keys, 1, {max})")
-        } else {
-            "keys".to_owned()
-        };
+        if (start, end) == (None, None) && !options.collapse_repeats {
+            // The path is the journey's first `max` steps, and it is over unless there is one
+            // more: nothing needs decoding, and each fragment gives only its first `max + 1`.
+            let keys_sql = self.customer_keys_sql(project, filter, source, codes, Some(max + 1));
+            return format!(
+                "SELECT arraySlice(keys, 1, {max}) AS path, toUInt8(length(keys) <= {max}) AS over
+                 FROM ({keys_sql})
+                 WHERE length(keys) > 0"
+            );
+        }
+        let keys_sql = self.customer_keys_sql(project, filter, source, codes, None);
         let decoded = format!(
-            "SELECT arrayMap(x -> bitAnd(bitShiftRight(x, {hash_bits}), {code_mask}), {visible}) AS all_codes,
-                    arrayMap(x -> toInt64(bitShiftRight(x, {shift})) + {first}, {visible}) AS all_times,
-                    length(keys) AS all_length
-             FROM ({keys_sql})",
-            first = codes.first_ms,
+            "SELECT keys, arrayMap(x -> {label}, keys) AS all_codes FROM ({keys_sql})",
+            label = codes.label_of("x"),
         );
         let collapsed = if options.collapse_repeats {
             format!(
                 "SELECT arrayMap((x, i) -> i = 1 OR x != all_codes[i - 1], all_codes, arrayEnumerate(all_codes)) AS keep,
                         arrayFilter((x, k) -> k, all_codes, keep) AS codes,
-                        arrayFilter((x, k) -> k, all_times, keep) AS times,
+                        arrayFilter((x, k) -> k, keys, keep) AS journey,
                         length(codes) AS journey_length
                  FROM ({decoded})"
             )
         } else {
-            format!("SELECT all_codes AS codes, all_times AS times, all_length AS journey_length FROM ({decoded})")
+            format!("SELECT all_codes AS codes, keys AS journey, length(keys) AS journey_length FROM ({decoded})")
         };
         let touchpoints = codes.touchpoints_sql("codes");
         // `first` and `length` cut the path out of the (collapsed) journey, 1-based.
@@ -540,10 +581,9 @@ impl ClickHouseStore {
             ),
         };
         format!(
-            "SELECT arraySlice(codes, path_first, path_length) AS path,
-                    arraySlice(times, path_first, path_length) AS path_times,
+            "SELECT arraySlice(journey, path_first, path_length) AS path,
                     toUInt8(path_first + path_length - 1 = journey_length) AS over
-             FROM (SELECT codes, times, journey_length, toInt64({first}) AS path_first, toInt64({length}) AS path_length
+             FROM (SELECT codes, journey, journey_length, toInt64({first}) AS path_first, toInt64({length}) AS path_length
                    FROM ({collapsed}))
              WHERE path_length > 0"
         )
@@ -563,25 +603,57 @@ fn pack_key(codes: &LabelCodes, time: &str, label: &str, hash: &str) -> String {
     )
 }
 
-/// SQL for a journey fragment's packed keys, only those of touchpoints within `from_ms..to_ms`.
-fn fragment_keys_sql(codes: &LabelCodes, from_ms: Option<i64>, to_ms: Option<i64>) -> String {
-    let channel_codes = if codes.channels.is_empty() {
-        "codes"
+/// SQL for a journey fragment's packed keys, only those of touchpoints within `from_ms..to_ms`,
+/// and with `prefix` only the first `prefix` of those.
+///
+/// A fragment holds its touchpoints in journey order: by time, touchpoint and channel name,
+/// then event id, where keys order the last by id hash. So a fragment's first `prefix`
+/// touchpoints may differ from its first `prefix` keys only in touchpoints that agree in time
+/// and label, which a path cannot tell apart; and since a customer's journey is its fragments'
+/// touchpoints merged, its first `prefix` steps are among its fragments' first `prefix`.
+/// Without a time filter, only those are packed at all.
+fn fragment_keys_sql(
+    codes: &LabelCodes,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    prefix: Option<usize>,
+) -> String {
+    let bounds = time_bounds("t", from_ms, to_ms);
+    let column = |name: &str| match prefix {
+        Some(prefix) if bounds.is_empty() => format!("arraySlice({name}, 1, {prefix})"),
+        _ => name.to_owned(),
+    };
+    let (parameters, columns) = if codes.channels.is_empty() {
+        (
+            "t, c, h",
+            [column("times"), column("codes"), column("id_hashes")].join(", "),
+        )
     } else {
-        "channel_codes"
+        (
+            "t, c, ch, h",
+            [
+                column("times"),
+                column("codes"),
+                column("channel_codes"),
+                column("id_hashes"),
+            ]
+            .join(", "),
+        )
     };
     let keys = format!(
-        "arrayMap((t, c, ch, h) -> {key}, times, codes, {channel_codes}, id_hashes)",
+        "arrayMap(({parameters}) -> {key}, {columns})",
         key = pack_key(codes, "t", &codes.fragment_label_sql(), "h"),
     );
-    let bounds = time_bounds("t", from_ms, to_ms);
     if bounds.is_empty() {
-        keys
-    } else {
-        format!(
-            "arrayFilter((k, t) -> {}, {keys}, times)",
-            bounds.join(" AND ")
-        )
+        return keys;
+    }
+    let kept = format!(
+        "arrayFilter((k, t) -> {}, {keys}, times)",
+        bounds.join(" AND ")
+    );
+    match prefix {
+        Some(prefix) => format!("arraySlice({kept}, 1, {prefix})"),
+        None => kept,
     }
 }
 
@@ -649,11 +721,34 @@ fn hiding_ranking(rows: &[EdgeRow], codes: &LabelCodes, top_n: usize) -> Option<
     (kept.len() < labels).then(|| kept.into_iter().collect())
 }
 
-/// Per path, the label before each step (`0` before the first) and the time before each step
-/// (the step's own for the first), built without lambdas reading whole arrays: ClickHouse 18.16
-/// copies an array into every element of a lambda that reads it by index.
-const PREVIOUS_SQL: &str = "arrayPushFront(arrayPopBack(path), toUInt64(0)) AS previous,
-    arrayPushFront(arrayPopBack(path_times), path_times[1]) AS previous_times";
+/// The transitions of every path of `steps_sql` (columns `steps`, packed keys, and whatever
+/// `extra` names), one row each: `key` and `previous_key` (`0` before the first step), the
+/// columns of `extra` and those listed in `arrays` (`name AS alias` pairs of per-step arrays
+/// computed from `steps` and `previous_steps`). One `ARRAY JOIN` of plain arrays, the labels
+/// and times decoded from the keys afterwards: on ClickHouse 18.16, each array function over
+/// a million paths costs about 0.1 s, while arithmetic on the joined rows costs little.
+fn transitions_sql(steps_sql: &str, extra: &str, arrays: &[(&str, &str)]) -> String {
+    let computed: String = arrays
+        .iter()
+        .map(|(array, alias)| format!(", {array} AS {alias}s"))
+        .collect();
+    let joined: String = arrays
+        .iter()
+        .map(|(_, alias)| format!(", {alias}s AS {alias}"))
+        .collect();
+    format!(
+        "SELECT key, previous_key{extra_columns}{joined_columns}
+         FROM (SELECT steps, previous_steps{extra_columns}{computed}
+               FROM (SELECT steps, arrayPushFront(arrayPopBack(steps), toUInt64(0)) AS previous_steps{extra_columns}
+                     FROM ({steps_sql})))
+         ARRAY JOIN steps AS key, previous_steps AS previous_key{joined}",
+        extra_columns = if extra.is_empty() { String::new() } else { format!(", {extra}") },
+        joined_columns = arrays
+            .iter()
+            .map(|(_, alias)| format!(", {alias}"))
+            .collect::<String>(),
+    )
+}
 
 /// The outer part of both views' edge queries: over `transitions` with columns `step`, `from`,
 /// `to`, `timed` and `seconds`, the edge rows in [`EdgeRow`] order. The exact median averages
@@ -671,36 +766,49 @@ fn edge_rows_sql(transitions: &str, customers: &str, first_visits: &str) -> Stri
     )
 }
 
-/// SQL counting the state view's edges: `step` is 0, `from` 0 is the start node.
+/// SQL counting the state view's edges: `step` is 0, `from` 0 is the start node. A path that
+/// ends where its journey does, with drop-offs shown, gets the end node as one more step.
 fn state_edges_sql(paths_sql: &str, codes: &LabelCodes, options: &PathOptions) -> String {
     let end = codes.end();
-    let pair_base = codes.other() + 1;
-    // Per path: every transition as (from, to, timed, seconds, first time of this edge in the
-    // path, first visit of `to` in the path), and the transition to the end node.
-    let ends = if options.drop_offs { "ended = 1" } else { "0" };
-    let ending = format!(
-        "arrayFilter((x, ended) -> {ends}, [(path[length(path)], toUInt64({end}), toUInt8(0), 0., toUInt8(1), toUInt8(1))], [over])"
+    let steps = if options.drop_offs {
+        format!(
+            "SELECT if(over = 1, arrayPushBack(path, toUInt64({})), path) AS steps FROM ({paths_sql})",
+            codes.virtual_key(end)
+        )
+    } else {
+        format!("SELECT path AS steps FROM ({paths_sql})")
+    };
+    // A transition is the customer's first of its edge, and a step the first visit of its
+    // node, where their rank among equal ones in the path is 1.
+    let edges = format!(
+        "arrayEnumerateUniq(arrayMap((p, x) -> {from} * {pair_base} + {to}, previous_steps, steps))",
+        from = codes.label_of("p"),
+        to = codes.label_of("x"),
+        pair_base = codes.other() + 1,
     );
-    let transitions = format!(
-        "SELECT toUInt64(0) AS step, transition.1 AS from_code, transition.2 AS to_code,
-                transition.3 AS timed, transition.4 AS seconds,
-                transition.5 AS edge_visit, transition.6 AS node_visit
-         FROM (
-            SELECT arrayJoin(arrayConcat(
-                arrayMap((source, target, at, previous_at, i, edge_rank, node_rank) -> (
-                    source, target, toUInt8(i > 1), (at - previous_at) / 1000,
-                    toUInt8(edge_rank = 1), toUInt8(node_rank = 1)),
-                  previous, path, path_times, previous_times, arrayEnumerate(path),
-                  arrayEnumerateUniq(arrayMap((source, target) -> source * {pair_base} + target, previous, path)),
-                  arrayEnumerateUniq(path)),
-                {ending})) AS transition
-            FROM (SELECT path, path_times, over, {PREVIOUS_SQL} FROM ({paths_sql})))"
+    let nodes = format!(
+        "arrayEnumerateUniq(arrayMap(x -> {}, steps))",
+        codes.label_of("x")
     );
-    edge_rows_sql(&transitions, "sum(edge_visit)", "sum(node_visit)")
+    let transitions = transitions_sql(&steps, "", &[(&edges, "edge_rank"), (&nodes, "node_rank")]);
+    let (from, to) = (codes.label_of("previous_key"), codes.label_of("key"));
+    edge_rows_sql(
+        &format!(
+            "SELECT toUInt64(0) AS step, {from} AS from_code, {to} AS to_code,
+                    toUInt8(from_code != 0 AND to_code != {end}) AS timed,
+                    {millis} / 1000 AS seconds,
+                    toUInt8(edge_rank = 1) AS edge_visit, toUInt8(node_rank = 1) AS node_visit
+             FROM ({transitions})",
+            millis = codes.millis_between("previous_key", "key"),
+        ),
+        "sum(edge_visit)",
+        "sum(node_visit)",
+    )
 }
 
 /// SQL counting the positional view's edges: `step` is the step of `to`, `from` 0 marks the
-/// first step of a path. With `kept`, labels outside it become the other node.
+/// first step of a path. With `kept`, labels outside it become the other node. A path shorter
+/// than the steps shown, with drop-offs shown, gets the drop-off node as one more step.
 fn positional_edges_sql(
     paths_sql: &str,
     codes: &LabelCodes,
@@ -714,6 +822,22 @@ fn positional_edges_sql(
     } else {
         "toInt64(1)".to_owned()
     };
+    let drop_off = codes.drop_off();
+    let steps = if options.drop_offs && options.end.is_none() {
+        format!(
+            "if(length(path) < {max}, arrayPushBack(path, toUInt64({})), path)",
+            codes.virtual_key(drop_off)
+        )
+    } else {
+        "path".to_owned()
+    };
+    let steps_sql =
+        format!("SELECT {steps} AS steps, {first_step} AS first_step FROM ({paths_sql})");
+    let transitions = transitions_sql(
+        &steps_sql,
+        "first_step",
+        &[("arrayEnumerate(steps)", "position")],
+    );
     let code_base = codes.other() + 1;
     let shown = |label: &str, step: &str| match kept {
         None => label.to_owned(),
@@ -729,37 +853,23 @@ fn positional_edges_sql(
             )
         }
     };
-    let from = shown("previous_label", "path_start + i - 2");
-    let to = shown("label", "path_start + i - 1");
-    let drops = if options.drop_offs && options.end.is_none() {
-        format!("length(path) < {max}")
-    } else {
-        "0".to_owned()
-    };
-    let ending = format!(
-        "arrayFilter(x -> {drops}, [(toUInt64(first_step + length(path)), {last}, toUInt64({drop_off}), toUInt8(0), 0.)])",
-        last = shown("path[length(path)]", "first_step + length(path) - 1"),
-        drop_off = codes.drop_off(),
-    );
-    let transitions = format!(
-        "SELECT transition.1 AS step, transition.2 AS from_code, transition.3 AS to_code,
-                transition.4 AS timed, transition.5 AS seconds
-         FROM (
-            SELECT arrayJoin(arrayConcat(
-                arrayMap((previous_label, label, at, previous_at, i, path_start) -> (
-                    toUInt64(path_start + i - 1),
-                    if(i = 1, toUInt64(0), {from}),
-                    {to},
-                    toUInt8(i > 1),
-                    (at - previous_at) / 1000),
-                  previous, path, path_times, previous_times, arrayEnumerate(path),
-                  replicate(first_step, path)),
-                {ending})) AS transition
-            FROM (SELECT path, path_times, over, {first_step} AS first_step, {PREVIOUS_SQL}
-                  FROM ({paths_sql})))"
-    );
+    let label = codes.label_of("key");
+    let to = shown(&label, "first_step + position - 1");
+    let from = shown(&codes.label_of("previous_key"), "first_step + position - 2");
     // A positional path passes each (step, label) once, so every transition is a customer.
-    edge_rows_sql(&transitions, "count()", "count()")
+    edge_rows_sql(
+        &format!(
+            "SELECT toUInt64(first_step + position - 1) AS step,
+                    if(position = 1, toUInt64(0), {from}) AS from_code,
+                    if({label} = {drop_off}, toUInt64({drop_off}), {to}) AS to_code,
+                    toUInt8(position > 1 AND {label} != {drop_off}) AS timed,
+                    {millis} / 1000 AS seconds
+             FROM ({transitions})",
+            millis = codes.millis_between("previous_key", "key"),
+        ),
+        "count()",
+        "count()",
+    )
 }
 
 /// The graph of counted edge rows: nodes are summed from the edges into them.

@@ -321,10 +321,7 @@ impl ClickHouseStore {
         session.query(&cache).execute().await?;
         let cached_ms = started.elapsed().as_millis() as u64;
         let cached = "SELECT path, over FROM report_paths";
-        let ranking = format!(
-            "SELECT step, to_code AS label, count() AS customers FROM ({}) GROUP BY step, label",
-            positional_transitions_sql(cached, codes, options, None)
-        );
+        let ranking = positional_ranking_sql(cached, codes, options);
         trace!(sql = ranking, "positional ranking");
         let counts: Vec<StepLabelCount> = session.query(&ranking).fetch_all().await?;
         let ranked_ms = started.elapsed().as_millis() as u64 - cached_ms;
@@ -722,7 +719,6 @@ fn hiding_ranking(
 ) -> Option<Vec<(usize, u64)>> {
     let customers: HashMap<(usize, u64), usize> = counts
         .iter()
-        .filter(|count| count.label != codes.drop_off())
         .map(|count| ((count.step as usize, count.label), count.customers as usize))
         .collect();
     let labels = customers.len();
@@ -835,6 +831,30 @@ fn positional_edges_sql(
     )
 }
 
+/// SQL for the step of a positional path's first label: the paths of an end anchor without a
+/// start end at the last step shown, all others start at step 1.
+fn positional_first_step_sql(options: &PathOptions) -> String {
+    if options.start.is_none() && options.end.is_some() {
+        format!("toInt64({}) + 1 - toInt64(length(path))", options.max_steps)
+    } else {
+        "toInt64(1)".to_owned()
+    }
+}
+
+/// SQL counting the customers at each `label` of each positional `step`, drop-offs aside, to
+/// rank the labels of a top N: the labels of the paths, with no transitions built.
+fn positional_ranking_sql(paths_sql: &str, codes: &LabelCodes, options: &PathOptions) -> String {
+    format!(
+        "SELECT toUInt64(first_step + position - 1) AS step, {label} AS label, count() AS customers
+         FROM (SELECT path, arrayEnumerate(path) AS positions, {first_step} AS first_step
+               FROM ({paths_sql}))
+         ARRAY JOIN path AS key, positions AS position
+         GROUP BY step, label",
+        label = codes.label_of("key"),
+        first_step = positional_first_step_sql(options),
+    )
+}
+
 /// SQL for the positional view's transitions: `step` is the step of `to`, `from` 0 marks the
 /// first step of a path. With `kept`, labels outside it become the other node. A path shorter
 /// than the steps shown, with drop-offs shown, gets the drop-off node as one more step.
@@ -845,12 +865,7 @@ fn positional_transitions_sql(
     kept: Option<&[(usize, u64)]>,
 ) -> String {
     let max = options.max_steps;
-    let backward = options.start.is_none() && options.end.is_some();
-    let first_step = if backward {
-        format!("toInt64({max}) + 1 - toInt64(length(path))")
-    } else {
-        "toInt64(1)".to_owned()
-    };
+    let first_step = positional_first_step_sql(options);
     let drop_off = codes.drop_off();
     let steps = if options.drop_offs && options.end.is_none() {
         format!(

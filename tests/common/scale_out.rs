@@ -1,12 +1,13 @@
-//! Scale-out test plumbing: the servers `scripts/test` started, and a fresh topic and database
-//! per test.
+//! Scale-out test plumbing: for each test a Kafka-API broker of its own (tansu, which
+//! `scripts/test` installs), a fresh topic, and a fresh database on the ClickHouse `scripts/test`
+//! started.
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use scribble_bus::DeadLetters;
+#[path = "../../crates/bus/tests/common/tansu.rs"]
+mod tansu;
+
+pub use tansu::Tansu;
 
 /// How long a test waits for a new worker's first events to show: a fresh consumer group forms
 /// in about 3 s; a worker taking over a killed member's partitions waits out its 10 s session.
@@ -20,7 +21,8 @@ pub fn required_env(name: &str) -> String {
     })
 }
 
-/// A fresh topic and database for one test; the database is dropped when the test ends.
+/// A fresh topic and database for one test; the database is dropped, and a broker the stack
+/// started stopped, when the test ends.
 pub struct Stack {
     pub clickhouse: String,
     pub database: String,
@@ -33,12 +35,21 @@ pub struct Stack {
     /// The workers' consumer group, for `--group`: its own per test, so no member of an earlier
     /// test's group (a killed worker whose session has not expired) holds up the join.
     pub group: String,
+    /// The broker [`Stack::new`] started for this test.
+    own_broker: Option<Tansu>,
 }
 
 impl Stack {
-    /// A topic on the broker of `scripts/test` and a database on its ClickHouse.
+    /// A topic on a tansu broker of its own and a database on the ClickHouse of `scripts/test`.
+    ///
+    /// One broker per test: twice, a full test run (once in CI) left the broker these tests
+    /// shared running but answering every request with a storage error after one of them
+    /// ended, and every later Kafka test failed. Rounds of the same tests alone never did it.
     pub fn new() -> Self {
-        Self::with_brokers(&required_env("SCRIBBLE_TEST_KAFKA_BROKERS"))
+        let broker = Tansu::start();
+        let mut stack = Self::with_brokers(&broker.brokers);
+        stack.own_broker = Some(broker);
+        stack
     }
 
     /// A topic on `brokers` and a database on the ClickHouse of `scripts/test`.
@@ -59,33 +70,18 @@ impl Stack {
             topic,
             store,
             group: format!("scribble-test-{suffix}"),
+            own_broker: None,
         }
     }
 }
 
 impl Drop for Stack {
-    /// Drops the database and deletes the topic and its dead-letter topic, passed or failed.
+    /// Drops the database, passed or failed. The topics go with their broker: a private one
+    /// per test.
     fn drop(&mut self) {
         let _ = reqwest::blocking::Client::new()
             .post(&self.clickhouse)
             .body(format!("DROP DATABASE IF EXISTS {}", self.database))
             .send();
-        let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create::<AdminClient<DefaultClientContext>>()
-        else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        let dead_letters = DeadLetters::topic_for(&self.topic);
-        let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(5)))
-            .request_timeout(Some(Duration::from_secs(5)));
-        let _ = runtime.block_on(admin.delete_topics(&[&self.topic, &dead_letters], &options));
     }
 }

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::scale_out::{Stack, Tansu, JOIN_PATIENCE};
+use common::scale_out::{Stack, JOIN_PATIENCE};
 use common::{batch, Acknowledged, Server};
 
 #[test]
 fn broker_paused_during_load_gives_503s_and_every_acknowledged_event_arrives_once() {
-    let broker = Tansu::start();
-    let stack = Stack::with_brokers(&broker.brokers);
+    let stack = Stack::new();
+    let broker = stack.broker();
     let server = Server::start_scale_out(&stack);
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged: Arc<Mutex<Acknowledged>> = Arc::default();

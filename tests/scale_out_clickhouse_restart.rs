@@ -1,9 +1,8 @@
 //! A scale-out fault, against a real broker (a tansu of its own) and the ClickHouse of
 //! `scripts/test`: ClickHouse stopped and started again makes the worker retry with back-off,
 //! then catch up, while the collector keeps accepting and the API answers 503; the worker's
-//! and the API's `/readyz` say
-//! `store_unavailable` meanwhile, and the worker counts its failed inserts. (Its own test
-//! binary, because it stops the ClickHouse every scale-out test uses.)
+//! and the API's `/readyz` say `store_unavailable` meanwhile, and the worker counts its failed
+//! inserts. (Its own test binary, because it stops the ClickHouse every scale-out test uses.)
 
 mod common;
 

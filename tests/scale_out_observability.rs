@@ -1,8 +1,8 @@
 //! Observability of the scale-out processes, against a real broker (a tansu of its own) and
-//! the ClickHouse of `scripts/test`: the `scribble worker` process serves `/metrics`, `/healthz` and `/readyz` on
-//! its own listener; once it has stored what the collector accepted, its consumer lag is back at
-//! 0 and its batches and inserts are counted; the collector's and the query API's `/metrics`
-//! show what they did. Fails (does not skip) without the servers.
+//! the ClickHouse of `scripts/test`: the `scribble worker` process serves `/metrics`,
+//! `/healthz` and `/readyz` on its own listener; once it has stored what the collector
+//! accepted, its consumer lag is back at 0 and its batches and inserts are counted; the
+//! collector's and the query API's `/metrics` show what they did. Fails (does not skip) without the servers.
 
 mod common;
 

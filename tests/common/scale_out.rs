@@ -26,7 +26,6 @@ pub fn required_env(name: &str) -> String {
 pub struct Stack {
     pub clickhouse: String,
     pub database: String,
-    pub brokers: String,
     pub topic: String,
     /// `kafka://BROKERS/TOPIC`, for `--bus`.
     pub bus: String,
@@ -52,6 +51,13 @@ impl Stack {
         stack
     }
 
+    /// The broker [`Stack::new`] started for this test, to pause and resume it.
+    pub fn broker(&self) -> &Tansu {
+        self.own_broker
+            .as_ref()
+            .expect("a stack made by Stack::new, which starts its own broker")
+    }
+
     /// A topic on `brokers` and a database on the ClickHouse of `scripts/test`.
     pub fn with_brokers(brokers: &str) -> Self {
         let clickhouse = required_env("SCRIBBLE_TEST_CLICKHOUSE_URL");
@@ -66,7 +72,6 @@ impl Stack {
             clickhouse,
             database,
             bus: format!("kafka://{brokers}/{topic}"),
-            brokers: brokers.to_owned(),
             topic,
             store,
             group: format!("scribble-test-{suffix}"),

@@ -121,7 +121,7 @@ fn identities(events: &[Event]) -> Vec<IdentityKey> {
 
 /// Path options that take each way through the ClickHouse path query: the journey's first
 /// steps (the default, with and without drop-offs), collapsed repeats, each kind of anchor, a
-/// channel breakdown, and top N hiding labels.
+/// channel breakdown, and top N hiding some labels or all.
 fn path_options() -> Vec<PathOptions> {
     let default = PathOptions::default();
     vec![
@@ -155,6 +155,11 @@ fn path_options() -> Vec<PathOptions> {
         PathOptions {
             breakdown: Breakdown::Channel,
             max_steps: 3,
+            ..default.clone()
+        },
+        // A top of none: every label is "other".
+        PathOptions {
+            top_n: Some(0),
             ..default
         },
     ]

@@ -97,12 +97,18 @@ impl LabelCodes {
     pub(super) fn hash_bits(&self) -> u32 {
         64 - self.time_bits - self.code_bits
     }
+    /// Where a packed key's time starts: above the label number and the hash bits.
+    fn time_shift(&self) -> u32 {
+        self.hash_bits() + self.code_bits
+    }
+    fn code_mask(&self) -> u64 {
+        (1u64 << self.code_bits) - 1
+    }
 
     /// A packed key's time (epoch ms) and label number.
     pub(super) fn unpack(&self, key: u64) -> (i64, u64) {
-        let hash_bits = self.hash_bits();
-        let label = (key >> hash_bits) & ((1u64 << self.code_bits) - 1);
-        let time = (key >> (hash_bits + self.code_bits)) as i64 + self.first_ms;
+        let label = (key >> self.hash_bits()) & self.code_mask();
+        let time = (key >> self.time_shift()) as i64 + self.first_ms;
         (time, label)
     }
 
@@ -110,7 +116,7 @@ impl LabelCodes {
     #[cfg(test)]
     pub(super) fn pack(&self, at_ms: i64, label: u64, hash: u64) -> u64 {
         let hash_bits = self.hash_bits();
-        (((at_ms - self.first_ms) as u64) << (hash_bits + self.code_bits))
+        (((at_ms - self.first_ms) as u64) << self.time_shift())
             | (label << hash_bits)
             | (hash & ((1u64 << hash_bits) - 1))
     }
@@ -186,13 +192,13 @@ impl LabelCodes {
         format!(
             "bitAnd(bitShiftRight({key}, {}), {})",
             self.hash_bits(),
-            (1u64 << self.code_bits) - 1
+            self.code_mask()
         )
     }
 
     /// SQL for the milliseconds from the key `earlier` to the key `later`.
     fn millis_between(&self, earlier: &str, later: &str) -> String {
-        let shift = self.hash_bits() + self.code_bits;
+        let shift = self.time_shift();
         format!("(toInt64(bitShiftRight({later}, {shift})) - toInt64(bitShiftRight({earlier}, {shift})))")
     }
 
@@ -605,7 +611,7 @@ fn pack_key(codes: &LabelCodes, time: &str, label: &str, hash: &str) -> String {
         "bitOr(bitOr(bitShiftLeft(toUInt64({time} - {first}), {shift}), \
          bitShiftLeft({label}, {hash_bits})), bitAnd({hash}, {hash_mask}))",
         first = codes.first_ms,
-        shift = hash_bits + codes.code_bits,
+        shift = codes.time_shift(),
         hash_mask = (1u64 << hash_bits) - 1,
     )
 }
@@ -732,8 +738,9 @@ fn hiding_ranking(
 
 /// The transitions of every path of `steps_sql` (columns `steps`, packed keys, and whatever
 /// `extra` names), one row each: `key` and `previous_key` (`0` before the first step), the
-/// columns of `extra` and those listed in `arrays` (`name AS alias` pairs of per-step arrays
-/// computed from `steps` and `previous_steps`). One `ARRAY JOIN` of plain arrays, the labels
+/// columns of `extra`, and one column per `(array, name)` of `arrays`: `array` is SQL for a
+/// per-step array computed from `steps` and `previous_steps`, `name` the column its elements
+/// are joined as (the array itself is `{name}s`). One `ARRAY JOIN` of plain arrays, the labels
 /// and times decoded from the keys afterwards: on ClickHouse 18.16, each array function over
 /// a million paths costs about 0.1 s, while arithmetic on the joined rows costs little.
 fn transitions_sql(steps_sql: &str, extra: &str, arrays: &[(&str, &str)]) -> String {

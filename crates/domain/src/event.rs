@@ -187,23 +187,34 @@ impl IdentityKey {
     /// The order in which identities name a customer: user ids before anonymous ids, then the
     /// smallest text; a customer is named by the first of its identities in this order.
     pub fn naming_order(&self) -> (bool, &str) {
-        (!self.is_user(), self.bare())
+        naming_order(&self.0)
     }
 
     /// The start of [`naming_order`](Self::naming_order) as a number ordered the same way where
-    /// it differs: the anonymous flag in the top bit, then the first seven bytes of the bare id,
-    /// zero-padded (a shorter id sorts first, as it does as text). Equal prefixes say nothing.
-    /// Sorting a million customers by this first, and by name only on a tie, keeps most
-    /// comparisons off the heap.
+    /// it differs: see [`naming_prefix`].
     pub fn naming_prefix(&self) -> u64 {
-        let (anonymous, bare) = self.naming_order();
-        let mut bytes = [0u8; 8];
-        bytes[0] = u8::from(anonymous) << 7;
-        for (slot, byte) in bytes[1..].iter_mut().zip(bare.bytes()) {
-            *slot = byte;
-        }
-        u64::from_be_bytes(bytes)
+        naming_prefix(&self.0)
     }
+}
+
+/// [`IdentityKey::naming_order`] of an identity key's text (`u:` or `a:` and the id), for
+/// callers that hold the text borrowed.
+pub fn naming_order(key: &str) -> (bool, &str) {
+    (!key.starts_with("u:"), key.get(2..).unwrap_or_default())
+}
+
+/// [`IdentityKey::naming_prefix`] of an identity key's text: the anonymous flag in the top bit,
+/// then the first seven bytes of the bare id, zero-padded (a shorter id sorts first, as it does
+/// as text). Equal prefixes say nothing. Sorting a million customers by this first, and by name
+/// only on a tie, keeps most comparisons off the heap.
+pub fn naming_prefix(key: &str) -> u64 {
+    let (anonymous, bare) = naming_order(key);
+    let mut bytes = [0u8; 8];
+    bytes[0] = u8::from(anonymous) << 7;
+    for (slot, byte) in bytes[1..].iter_mut().zip(bare.bytes()) {
+        *slot = byte;
+    }
+    u64::from_be_bytes(bytes)
 }
 
 /// Formats epoch milliseconds as RFC 3339 (UTC, milliseconds).

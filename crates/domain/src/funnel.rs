@@ -478,8 +478,11 @@ fn row_label(opts: &FunnelOptions, index: usize) -> String {
 /// A checked funnel, ready to match journeys.
 struct Matcher<'a> {
     opts: &'a FunnelOptions,
-    /// Per funnel step, its touchpoint's symbol; `None` when no journey has the touchpoint.
-    touchpoints: Vec<Option<Sym>>,
+    /// Indexed by touchpoint symbol, the funnel steps on that touchpoint (bit `s` for step
+    /// `s`): a lookup per journey step instead of a comparison per funnel step.
+    steps_on_touchpoint: Vec<u32>,
+    /// The funnel steps with property filters (bit `s` for step `s`).
+    with_properties: u32,
     /// Per funnel step, the longest time since the previous step.
     step_windows: Vec<Option<i64>>,
 }
@@ -523,26 +526,37 @@ impl<'a> Matcher<'a> {
         }
         let mut step_windows = windows.clone();
         step_windows.resize(steps.len(), None);
+        let mut steps_on_touchpoint = vec![0; set.symbols.len()];
+        let mut with_properties = 0;
+        for (index, step) in steps.iter().enumerate() {
+            if let Some(touchpoint) = set.symbols.get(&step.touchpoint) {
+                steps_on_touchpoint[touchpoint as usize] |= 1 << index;
+            }
+            if !step.properties.is_empty() {
+                with_properties |= 1 << index;
+            }
+        }
         Ok(Self {
             opts,
-            touchpoints: steps
-                .iter()
-                .map(|step| set.symbols.get(&step.touchpoint))
-                .collect(),
+            steps_on_touchpoint,
+            with_properties,
             step_windows,
         })
     }
 
     /// Bit `s` is set when `step` matches funnel step `s`.
     fn mask(&self, set: &JourneySet, step: &Step) -> u32 {
-        let mut mask = 0;
-        for (index, funnel_step) in self.opts.steps.iter().enumerate() {
-            let matches = self.touchpoints[index] == Some(step.touchpoint)
-                && funnel_step
-                    .properties
-                    .iter()
-                    .all(|(key, value)| set.property(step, key) == Some(value.as_str()));
-            if matches {
+        let on_touchpoint = self.steps_on_touchpoint[step.touchpoint as usize];
+        let mut mask = on_touchpoint & !self.with_properties;
+        let mut filtered = on_touchpoint & self.with_properties;
+        while filtered != 0 {
+            let index = filtered.trailing_zeros() as usize;
+            filtered &= filtered - 1;
+            let properties_match = self.opts.steps[index]
+                .properties
+                .iter()
+                .all(|(key, value)| set.property(step, key) == Some(value.as_str()));
+            if properties_match {
                 mask |= 1 << index;
             }
         }

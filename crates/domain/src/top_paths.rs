@@ -13,7 +13,7 @@
 //! A path is its touchpoint sequence together with the truncated mark: `a > b` cut from a longer
 //! journey and `a > b` that ended there are two different paths.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use serde::Serialize;
 
@@ -147,7 +147,7 @@ struct Tally {
 /// Counts every customer's path in `set` and keeps the most common `opts.limit`.
 pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
     let goal = opts.goal.as_deref().and_then(|name| set.symbols.get(name));
-    // Indexed by the truncated mark, so lookups borrow the path instead of cloning it.
+    // Indexed by the truncated mark, so a path is one borrowed key, copied only when new.
     let mut tallies: [HashMap<Vec<Sym>, Tally>; 2] = Default::default();
     let mut conversions = 0;
     let mut path: Vec<Sym> = Vec::new();
@@ -167,10 +167,7 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
         let truncated = path.len() > opts.max_steps;
         path.truncate(opts.max_steps);
         let by_path = &mut tallies[usize::from(truncated)];
-        let tally = match by_path.get_mut(path.as_slice()) {
-            Some(tally) => tally,
-            None => by_path.entry(path.clone()).or_default(),
-        };
+        let tally = by_path.entry_ref(path.as_slice()).or_default();
         tally.customers += 1;
         if conversion.is_some() {
             tally.conversions += 1;

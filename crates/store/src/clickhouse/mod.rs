@@ -36,6 +36,7 @@ mod identities;
 mod journeys;
 mod paths;
 mod privacy;
+mod row_binary;
 
 /// Where the ClickHouse store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

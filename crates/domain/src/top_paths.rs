@@ -13,7 +13,7 @@
 //! A path is its touchpoint sequence together with the truncated mark: `a > b` cut from a longer
 //! journey and `a > b` that ended there are two different paths.
 
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 use serde::Serialize;
 
@@ -144,11 +144,40 @@ struct Tally {
     conversions: usize,
 }
 
+/// One distinct path: its steps (a range of the paths' arena), its truncated mark, its tally.
+#[derive(Debug, Clone, Copy)]
+struct Counted {
+    start: usize,
+    len: usize,
+    truncated: bool,
+    tally: Tally,
+}
+
+impl Counted {
+    fn steps<'a>(&self, arena: &'a [Sym]) -> &'a [Sym] {
+        &arena[self.start..self.start + self.len]
+    }
+}
+
+/// A hash of a path: its symbols folded in one multiply each, then mixed, so that every bit
+/// of the hash depends on every step. A general byte hasher spent longer on a million short
+/// paths than the rest of the count.
+fn path_hash(truncated: bool, steps: &[Sym]) -> u64 {
+    const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+    let folded = steps.iter().fold(u64::from(truncated), |hash, &step| {
+        (hash.rotate_left(5) ^ u64::from(step)).wrapping_mul(MULTIPLIER)
+    });
+    let mixed = u128::from(folded) * u128::from(MULTIPLIER);
+    (mixed as u64) ^ ((mixed >> 64) as u64)
+}
+
 /// Counts every customer's path in `set` and keeps the most common `opts.limit`.
 pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
     let goal = opts.goal.as_deref().and_then(|name| set.symbols.get(name));
-    // Indexed by the truncated mark, so a path is one borrowed key, copied only when new.
-    let mut tallies: [HashMap<Vec<Sym>, Tally>; 2] = Default::default();
+    // Each distinct path's steps are copied once into one arena, and the table holds ranges of
+    // it: a million one-of-a-kind journeys cost no allocation each.
+    let mut arena: Vec<Sym> = Vec::new();
+    let mut counted: HashTable<Counted> = HashTable::new();
     let mut conversions = 0;
     let mut path: Vec<Sym> = Vec::new();
     for journey in &set.journeys {
@@ -166,8 +195,22 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
         }
         let truncated = path.len() > opts.max_steps;
         path.truncate(opts.max_steps);
-        let by_path = &mut tallies[usize::from(truncated)];
-        let tally = by_path.entry_ref(path.as_slice()).or_default();
+        let hash = path_hash(truncated, &path);
+        let same = |entry: &Counted| entry.truncated == truncated && entry.steps(&arena) == path;
+        let tally = match counted.find_mut(hash, same) {
+            Some(entry) => &mut entry.tally,
+            None => {
+                let entry = Counted {
+                    start: arena.len(),
+                    len: path.len(),
+                    truncated,
+                    tally: Tally::default(),
+                };
+                arena.extend_from_slice(&path);
+                let rehash = |entry: &Counted| path_hash(entry.truncated, entry.steps(&arena));
+                &mut counted.insert_unique(hash, entry, rehash).into_mut().tally
+            }
+        };
         tally.customers += 1;
         if conversion.is_some() {
             tally.conversions += 1;
@@ -179,69 +222,71 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
     let rate = |conversions: usize, customers: usize| {
         (with_goal && customers > 0).then(|| conversions as f64 / customers as f64)
     };
-    let [complete, truncated] = tallies;
-    let counted: Vec<(Vec<Sym>, bool, Tally)> = complete
-        .into_iter()
-        .map(|(steps, tally)| (steps, false, tally))
-        .chain(
-            truncated
-                .into_iter()
-                .map(|(steps, tally)| (steps, true, tally)),
-        )
-        .collect();
+    let counted: Vec<Counted> = counted.into_iter().collect();
     // The report's order, comparing steps by name without spelling every path out: only the
     // shown paths get names, and only they are sorted (most journeys are one of a kind).
-    let report_order = |a: &(Vec<Sym>, bool, Tally), b: &(Vec<Sym>, bool, Tally)| {
-        b.2.customers
-            .cmp(&a.2.customers)
+    let report_order = |a: &Counted, b: &Counted| {
+        b.tally
+            .customers
+            .cmp(&a.tally.customers)
             .then_with(|| {
-                a.0.iter()
-                    .map(|&step| set.symbols.name(step))
-                    .cmp(b.0.iter().map(|&step| set.symbols.name(step)))
+                let names = |path: &Counted| {
+                    path.steps(&arena)
+                        .iter()
+                        .map(|&step| set.symbols.name(step))
+                };
+                names(a).cmp(names(b))
             })
-            .then_with(|| a.1.cmp(&b.1))
+            .then_with(|| a.truncated.cmp(&b.truncated))
     };
     let shown = opts.limit.min(counted.len());
     // Only paths with at least as many customers as the last shown one can be shown: find that
     // count on plain numbers first, so names are compared among those few alone.
     let least_shown = match shown.checked_sub(1) {
         Some(last) if shown < counted.len() => {
-            let mut customers: Vec<usize> = counted
-                .iter()
-                .map(|(_, _, tally)| tally.customers)
-                .collect();
+            let mut customers: Vec<usize> =
+                counted.iter().map(|path| path.tally.customers).collect();
             *customers.select_nth_unstable_by(last, |a, b| b.cmp(a)).1
         }
         Some(_) => 0,
         None => usize::MAX,
     };
-    let (mut counted, mut rest): (Vec<_>, Vec<_>) = counted
-        .into_iter()
-        .partition(|(_, _, tally)| tally.customers >= least_shown);
-    counted.sort_unstable_by(report_order);
-    rest.extend(counted.split_off(shown));
-    let paths: Vec<TopPath> = counted
-        .into_iter()
-        .map(|(steps, truncated, tally)| TopPath {
-            steps: steps
+    let mut candidates: Vec<Counted> = counted
+        .iter()
+        .filter(|path| path.tally.customers >= least_shown)
+        .copied()
+        .collect();
+    candidates.sort_unstable_by(report_order);
+    candidates.truncate(shown);
+    let paths: Vec<TopPath> = candidates
+        .iter()
+        .map(|path| TopPath {
+            steps: path
+                .steps(&arena)
                 .iter()
                 .map(|&touchpoint| set.symbols.name(touchpoint).to_owned())
                 .collect(),
-            truncated,
-            customers: tally.customers,
-            conversions: with_goal.then_some(tally.conversions),
-            conversion_rate: rate(tally.conversions, tally.customers),
+            truncated: path.truncated,
+            customers: path.tally.customers,
+            conversions: with_goal.then_some(path.tally.conversions),
+            conversion_rate: rate(path.tally.conversions, path.tally.customers),
         })
         .collect();
-    let other_customers = rest.iter().map(|(_, _, tally)| tally.customers).sum();
-    let other_conversions = rest.iter().map(|(_, _, tally)| tally.conversions).sum();
+    // The other paths are all but the shown ones.
+    let sum = |paths: &[Counted], count: fn(&Tally) -> usize| -> usize {
+        paths.iter().map(|path| count(&path.tally)).sum()
+    };
+    let customers = |tally: &Tally| tally.customers;
+    let converted = |tally: &Tally| tally.conversions;
+    let other_customers = sum(&counted, customers) - sum(&candidates, customers);
+    let other_conversions = sum(&counted, converted) - sum(&candidates, converted);
     TopPathsReport {
         goal: opts.goal.clone(),
         customers: set.journeys.len(),
         conversions: with_goal.then_some(conversions),
         paths,
         other: OtherPaths {
-            paths: rest.len(),
+            paths: counted.len() - shown,
             customers: other_customers,
             conversions: with_goal.then_some(other_conversions),
             conversion_rate: rate(other_conversions, other_customers),

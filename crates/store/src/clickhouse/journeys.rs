@@ -10,27 +10,17 @@ use hashbrown::hash_map::Entry;
 use hashbrown::{HashMap, HashSet};
 use std::time::Instant;
 
-use ::clickhouse::Row;
 use scribble_domain::event::{naming_order, naming_prefix};
 use scribble_domain::journey::{Journey, JourneySet, Step};
 use scribble_domain::paths::Breakdown;
 use scribble_domain::stitch::JourneyFilter;
 use scribble_domain::symbols::{Sym, Symbols};
-use serde::Deserialize;
 use tracing::{debug, trace};
 
 use super::paths::{LabelCodes, Source};
-use super::row_binary::{FragmentRow, FragmentRows};
+use super::row_binary::{fetch_rows, FragmentRow, FragmentRows, OverrideRows};
 use super::{string_literal, ClickHouseStore};
 use crate::StoreError;
-
-/// One row of the identity overrides: `identity`'s customer as of `version`.
-#[derive(Debug, Row, Deserialize)]
-struct OverrideRow {
-    identity: String,
-    customer: String,
-    version: u64,
-}
 
 impl ClickHouseStore {
     /// The journeys `filter` selects, without step properties, in the order and numbering the
@@ -69,19 +59,9 @@ impl ClickHouseStore {
             .client
             .clone()
             .with_compression(::clickhouse::Compression::None);
-        let (rows, overrides, kept) = tokio::try_join!(
-            async {
-                let mut response = uncompressed.query(&rows_sql).fetch_bytes("RowBinary")?;
-                let mut rows = FragmentRows::default();
-                while let Some(chunk) = response.next().await? {
-                    rows.read(&chunk)?;
-                }
-                Ok::<_, StoreError>(rows)
-            },
-            async {
-                let query = self.client.query(&override_rows_sql);
-                Ok(query.fetch_all::<OverrideRow>().await?)
-            },
+        let (fragments, overrides, kept) = tokio::try_join!(
+            fetch_rows::<FragmentRows>(uncompressed.query(&rows_sql)),
+            fetch_rows::<OverrideRows>(self.client.query(&override_rows_sql)),
             async {
                 match &kept_sql {
                     Some(sql) => Ok(Some(self.client.query(sql).fetch_all::<String>().await?)),
@@ -91,8 +71,8 @@ impl ClickHouseStore {
         )?;
         let fetched = started.elapsed();
         let (set, rows_fetched) = tokio::task::spawn_blocking(move || {
-            let rows = rows.finish()?;
-            let customers = latest_customers(overrides);
+            let rows = fragments.rows();
+            let customers = latest_customers(&overrides);
             let kept: Option<HashSet<String>> = kept.map(|kept| kept.into_iter().collect());
             let count = rows.len();
             Ok::<_, StoreError>((journey_set(&codes, rows, &customers, kept.as_ref()), count))
@@ -112,9 +92,9 @@ impl ClickHouseStore {
 
 /// Each overridden identity's customer, as its latest override (the highest version) names
 /// it, and that version.
-fn latest_customers(overrides: Vec<OverrideRow>) -> Customers {
-    let mut latest = Customers::with_capacity(overrides.len());
-    for row in overrides {
+fn latest_customers(overrides: &OverrideRows) -> Customers<'_> {
+    let mut latest = Customers::new();
+    for row in overrides.rows() {
         match latest.entry(row.identity) {
             Entry::Occupied(seen) if seen.get().0 >= row.version => {}
             entry => {
@@ -126,7 +106,7 @@ fn latest_customers(overrides: Vec<OverrideRow>) -> Customers {
 }
 
 /// Identities with their customers and the versions that named them (see [`latest_customers`]).
-type Customers = HashMap<String, (u64, String)>;
+type Customers<'a> = HashMap<&'a str, (u64, &'a str)>;
 
 /// A fragment row named by its customer: the customer's naming prefix, the customer's identity
 /// key text, the row's keys.
@@ -143,7 +123,7 @@ type NamedRow<'a> = (u64, &'a str, &'a [u64]);
 fn journey_set<'a>(
     codes: &LabelCodes,
     mut rows: Vec<FragmentRow<'a>>,
-    customers: &'a Customers,
+    customers: &'a Customers<'a>,
     kept: Option<&HashSet<String>>,
 ) -> JourneySet {
     let mut symbols = Symbols::new();
@@ -163,7 +143,7 @@ fn journey_set<'a>(
             .map(|row| {
                 let customer = customers
                     .get(row.identity)
-                    .map_or(row.identity, |(_, customer)| customer.as_str());
+                    .map_or(row.identity, |&(_, customer)| customer);
                 (customer, row.keys)
             })
             .filter(|(customer, _)| kept.is_none_or(|kept| kept.contains(*customer)))
@@ -336,9 +316,7 @@ mod tests {
     #[test]
     fn rows_resolve_merge_and_number_customers_as_the_journey_book_does() {
         let codes = codes();
-        let customers: Customers = [("a:zed".to_owned(), (1, "u:ann".to_owned()))]
-            .into_iter()
-            .collect();
+        let customers: Customers = [("a:zed", (1, "u:ann"))].into_iter().collect();
         let fragments = fragments(&codes);
         let set = journey_set(&codes, rows(&fragments), &customers, None);
         // User ids name customers before anonymous ids; the purchase in two rows counts once.
@@ -358,9 +336,7 @@ mod tests {
     #[test]
     fn only_kept_customers_become_journeys() {
         let codes = codes();
-        let customers: Customers = [("a:zed".to_owned(), (1, "u:ann".to_owned()))]
-            .into_iter()
-            .collect();
+        let customers: Customers = [("a:zed", (1, "u:ann"))].into_iter().collect();
         let kept: HashSet<_> = ["u:ann".to_owned(), "a:bob".to_owned()]
             .into_iter()
             .collect();
@@ -380,24 +356,20 @@ mod tests {
 
     #[test]
     fn the_latest_override_of_each_identity_names_its_customer() {
-        let row = |identity: &str, customer: &str, version| OverrideRow {
-            identity: identity.to_owned(),
-            customer: customer.to_owned(),
-            version,
-        };
-        let customers = latest_customers(vec![
+        let overrides = OverrideRows::from_rows(&[
             // A later version, whatever order the rows come in, wins.
-            row("a:zed", "a:zed", 1),
-            row("a:zed", "u:ann", 3),
-            row("a:zed", "a:old", 2),
-            row("u:ann", "u:ann", 3),
-            row("a:bob", "a:bob", 2),
-            row("a:bob", "u:ann", 1),
-            row("a:cy", "u:cy", 1),
+            ("a:zed", "a:zed", 1),
+            ("a:zed", "u:ann", 3),
+            ("a:zed", "a:old", 2),
+            ("u:ann", "u:ann", 3),
+            ("a:bob", "a:bob", 2),
+            ("a:bob", "u:ann", 1),
+            ("a:cy", "u:cy", 1),
         ]);
+        let customers = latest_customers(&overrides);
         let mut customers: Vec<(&str, &str)> = customers
             .iter()
-            .map(|(identity, (_, customer))| (identity.as_str(), customer.as_str()))
+            .map(|(&identity, &(_, customer))| (identity, customer))
             .collect();
         customers.sort_unstable();
         assert_eq!(

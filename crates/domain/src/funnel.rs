@@ -231,19 +231,34 @@ pub struct TouchpointCount {
 pub fn funnel(set: &JourneySet, opts: &FunnelOptions) -> Result<FunnelReport, FunnelError> {
     let matcher = Matcher::new(set, opts)?;
     let step_count = opts.steps.len();
-    let mut reached = vec![0usize; step_count];
-    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); step_count];
-    for journey in &set.journeys {
-        let positions = matcher.progress(set, journey);
-        for (index, &position) in positions.iter().enumerate() {
-            reached[index] += 1;
-            if index > 0 {
-                let from_ms = journey.steps[positions[index - 1]].at_ms;
-                let gap_ms = journey.steps[position].at_ms - from_ms;
-                seconds[index].push(gap_ms as f64 / 1000.0);
+    // Per step, the customers who reached it and their seconds from the step before.
+    let (reached, mut seconds) = set.count_in_halves(
+        |journeys| {
+            let mut reached = vec![0usize; step_count];
+            let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); step_count];
+            for journey in journeys {
+                let positions = matcher.progress(set, journey);
+                for (index, &position) in positions.iter().enumerate() {
+                    reached[index] += 1;
+                    if index > 0 {
+                        let from_ms = journey.steps[positions[index - 1]].at_ms;
+                        let gap_ms = journey.steps[position].at_ms - from_ms;
+                        seconds[index].push(gap_ms as f64 / 1000.0);
+                    }
+                }
             }
-        }
-    }
+            (reached, seconds)
+        },
+        |(mut reached, mut seconds), (more_reached, more_seconds)| {
+            for (count, more) in reached.iter_mut().zip(more_reached) {
+                *count += more;
+            }
+            for (values, more) in seconds.iter_mut().zip(more_seconds) {
+                values.extend(more);
+            }
+            (reached, seconds)
+        },
+    );
     let steps = (0..step_count)
         .map(|index| {
             let entered = reached[index];
@@ -842,6 +857,24 @@ mod tests {
              2,form_submit,3,2,1,0.75,0.75,600,3000\r\n\
              3,purchase,2,2,0,0.6666666666666666,0.5,900,1140\r\n"
         );
+    }
+
+    #[test]
+    fn a_set_counted_on_two_threads_adds_up_as_on_one() {
+        let copies = 30_000;
+        let report = funnel(
+            &shop().repeated(copies),
+            &options(&VISIT_FORM_PURCHASE, |_| {}),
+        );
+        let report = report.unwrap();
+        assert_eq!(report.customers, 5 * copies);
+        let scaled = |(entered, converted, dropped)| {
+            (entered * copies, converted * copies, dropped * copies)
+        };
+        let expected: Vec<_> = [(4, 3, 1), (3, 2, 1), (2, 2, 0)].map(scaled).to_vec();
+        assert_eq!(counts(&report), expected);
+        assert_eq!(report.steps[1].median_seconds_to_convert, Some(600.0));
+        assert_eq!(report.steps[2].median_seconds_to_convert, Some(900.0));
     }
 
     #[test]

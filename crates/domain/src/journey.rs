@@ -44,7 +44,58 @@ pub struct JourneySet {
     pub properties: Vec<Box<[(Sym, Sym)]>>,
 }
 
+/// Sets with fewer journeys than twice this are counted on one thread: a second thread costs
+/// more than it saves there.
+const JOURNEYS_PER_THREAD: usize = 50_000;
+
 impl JourneySet {
+    /// `count` over every journey: for a large set on two threads, each counting half the
+    /// journeys, then the halves' counts joined by `join` (the first half's first). For reports
+    /// whose counts join exactly, so that the answer does not depend on the split; a million
+    /// journeys take well under a second to count, and the machines Scribble runs on have two
+    /// cores or more.
+    pub fn count_in_halves<T: Send>(
+        &self,
+        count: impl Fn(&[Journey]) -> T + Sync,
+        join: impl FnOnce(T, T) -> T,
+    ) -> T {
+        if self.journeys.len() < 2 * JOURNEYS_PER_THREAD {
+            return count(&self.journeys);
+        }
+        let (first, second) = self.journeys.split_at(self.journeys.len() / 2);
+        let (first, second) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| count(second));
+            let mine = count(first);
+            let theirs = other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (mine, theirs)
+        });
+        join(first, second)
+    }
+
+    /// This set's journeys `copies` times over, one after another, renumbered: a large set
+    /// whose reports are this one's scaled, for tests of counting on two threads.
+    #[cfg(test)]
+    pub(crate) fn repeated(&self, copies: usize) -> Self {
+        let journeys = self
+            .journeys
+            .iter()
+            .cycle()
+            .take(self.journeys.len() * copies)
+            .enumerate()
+            .map(|(customer, journey)| Journey {
+                customer: customer as u32,
+                steps: journey.steps.clone(),
+            })
+            .collect();
+        Self {
+            journeys,
+            symbols: self.symbols.clone(),
+            properties: self.properties.clone(),
+        }
+    }
+
     /// Builds a set from plain `(touchpoint, channel, at_ms)` sequences, one per customer;
     /// used by tests, benchmarks and callers that already hold ordered journeys.
     pub fn from_sequences<'a>(
@@ -120,6 +171,26 @@ pub const DEFAULT_SESSION_GAP_MS: i64 = 30 * 60 * 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_in_halves_counts_every_journey_once_in_order() {
+        let small = JourneySet::from_sequences([vec![("a", "web", 0)], vec![("b", "web", 1)]]);
+        for copies in [1, JOURNEYS_PER_THREAD + 1] {
+            let set = small.repeated(copies);
+            let customers = set.count_in_halves(
+                |journeys| journeys.iter().map(|journey| journey.customer).collect(),
+                |mut first: Vec<u32>, second| {
+                    first.extend(second);
+                    first
+                },
+            );
+            let expected: Vec<u32> = (0..set.journeys.len() as u32).collect();
+            assert!(
+                customers == expected,
+                "{copies} copies: counted out of order"
+            );
+        }
+    }
 
     #[test]
     fn sessions_split_after_the_gap_only() {

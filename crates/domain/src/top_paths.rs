@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 
 use serde::Serialize;
 
-use crate::journey::JourneySet;
+use crate::journey::{Journey, JourneySet};
 use crate::paths::OTHER;
 use crate::render::{optional_cell, to_csv};
 use crate::symbols::Sym;
@@ -171,52 +171,93 @@ fn path_hash(truncated: bool, steps: &[Sym]) -> u64 {
     (mixed as u64) ^ ((mixed >> 64) as u64)
 }
 
-/// Counts every customer's path in `set` and keeps the most common `opts.limit`.
-pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
-    let goal = opts.goal.as_deref().and_then(|name| set.symbols.get(name));
-    // Each distinct path's steps are copied once into one arena, and the table holds ranges of
-    // it: a million one-of-a-kind journeys cost no allocation each.
-    let mut arena: Vec<Sym> = Vec::new();
-    let mut counted: HashTable<Counted> = HashTable::new();
-    let mut conversions = 0;
-    let mut path: Vec<Sym> = Vec::new();
-    for journey in &set.journeys {
-        let conversion = journey.conversion_index(goal);
-        let end = match conversion {
-            Some(at) if opts.up_to_goal => at + 1,
-            _ => journey.steps.len(),
-        };
-        path.clear();
-        for step in &journey.steps[..end] {
-            if opts.collapse_repeats && path.last() == Some(&step.touchpoint) {
-                continue;
-            }
-            path.push(step.touchpoint);
-        }
-        let truncated = path.len() > opts.max_steps;
-        path.truncate(opts.max_steps);
-        let hash = path_hash(truncated, &path);
-        let same = |entry: &Counted| entry.truncated == truncated && entry.steps(&arena) == path;
-        let tally = match counted.find_mut(hash, same) {
+/// Distinct paths with their tallies. Each distinct path's steps are copied once into one
+/// arena, and the table holds ranges of it: a million one-of-a-kind journeys cost no
+/// allocation each.
+#[derive(Default)]
+struct PathCounts {
+    arena: Vec<Sym>,
+    counted: HashTable<Counted>,
+    conversions: usize,
+}
+
+impl PathCounts {
+    /// Adds `tally` to the path `steps` with its `truncated` mark.
+    fn add(&mut self, truncated: bool, steps: &[Sym], tally: Tally) {
+        let arena = &mut self.arena;
+        let hash = path_hash(truncated, steps);
+        let same = |entry: &Counted| entry.truncated == truncated && entry.steps(arena) == steps;
+        let counted = match self.counted.find_mut(hash, same) {
             Some(entry) => &mut entry.tally,
             None => {
                 let entry = Counted {
                     start: arena.len(),
-                    len: path.len(),
+                    len: steps.len(),
                     truncated,
                     tally: Tally::default(),
                 };
-                arena.extend_from_slice(&path);
-                let rehash = |entry: &Counted| path_hash(entry.truncated, entry.steps(&arena));
-                &mut counted.insert_unique(hash, entry, rehash).into_mut().tally
+                arena.extend_from_slice(steps);
+                let rehash = |entry: &Counted| path_hash(entry.truncated, entry.steps(arena));
+                &mut self
+                    .counted
+                    .insert_unique(hash, entry, rehash)
+                    .into_mut()
+                    .tally
             }
         };
-        tally.customers += 1;
-        if conversion.is_some() {
-            tally.conversions += 1;
-            conversions += 1;
-        }
+        counted.customers += tally.customers;
+        counted.conversions += tally.conversions;
+        self.conversions += tally.conversions;
     }
+
+    /// These counts and `other`'s together.
+    fn join(mut self, other: PathCounts) -> PathCounts {
+        let arena = &self.arena;
+        self.counted.reserve(other.counted.len(), |entry| {
+            path_hash(entry.truncated, entry.steps(arena))
+        });
+        self.arena.reserve(other.arena.len());
+        for entry in &other.counted {
+            self.add(entry.truncated, entry.steps(&other.arena), entry.tally);
+        }
+        self
+    }
+}
+
+/// Counts every customer's path in `set` and keeps the most common `opts.limit`.
+pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
+    let goal = opts.goal.as_deref().and_then(|name| set.symbols.get(name));
+    let count = |journeys: &[Journey]| {
+        let mut counts = PathCounts::default();
+        let mut path: Vec<Sym> = Vec::new();
+        for journey in journeys {
+            let conversion = journey.conversion_index(goal);
+            let end = match conversion {
+                Some(at) if opts.up_to_goal => at + 1,
+                _ => journey.steps.len(),
+            };
+            path.clear();
+            for step in &journey.steps[..end] {
+                if opts.collapse_repeats && path.last() == Some(&step.touchpoint) {
+                    continue;
+                }
+                path.push(step.touchpoint);
+            }
+            let truncated = path.len() > opts.max_steps;
+            path.truncate(opts.max_steps);
+            let tally = Tally {
+                customers: 1,
+                conversions: usize::from(conversion.is_some()),
+            };
+            counts.add(truncated, &path, tally);
+        }
+        counts
+    };
+    let PathCounts {
+        arena,
+        counted,
+        conversions,
+    } = set.count_in_halves(count, PathCounts::join);
 
     let with_goal = opts.goal.is_some();
     let rate = |conversions: usize, customers: usize| {
@@ -392,6 +433,38 @@ mod tests {
             (all.other.conversions, all.other.conversion_rate),
             (Some(0), None),
             "no customers left over, so no rate"
+        );
+    }
+
+    #[test]
+    fn a_set_counted_on_two_threads_adds_up_as_on_one() {
+        let opts = TopPathsOptions {
+            goal: Some("purchase".into()),
+            up_to_goal: true,
+            collapse_repeats: true,
+            max_steps: 3,
+            limit: 3,
+        };
+        let copies = 20_000;
+        let report = top_paths(&worked_example().repeated(copies), &opts);
+        let expected: Vec<Row> = vec![
+            (
+                vec!["ad", "site", "purchase"],
+                false,
+                3 * copies,
+                Some(3 * copies),
+            ),
+            (vec!["site", "email"], false, 2 * copies, Some(0)),
+            (vec!["email", "site", "ad"], false, copies, Some(0)),
+        ];
+        assert_eq!(rows(&report), expected);
+        assert_eq!(
+            (report.customers, report.conversions),
+            (8 * copies, Some(4 * copies))
+        );
+        assert_eq!(
+            (report.other.paths, report.other.customers),
+            (2, 2 * copies)
         );
     }
 

@@ -384,15 +384,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn paths_are_cut_collapsed_truncated_and_ranked() {
-        let opts = TopPathsOptions {
+    /// Paths up to a purchase, repeats collapsed, at most 3 steps, the top 3 shown.
+    fn cut_at_purchase() -> TopPathsOptions {
+        TopPathsOptions {
             goal: Some("purchase".into()),
             up_to_goal: true,
             collapse_repeats: true,
             max_steps: 3,
             limit: 3,
-        };
+        }
+    }
+
+    #[test]
+    fn paths_are_cut_collapsed_truncated_and_ranked() {
+        let opts = cut_at_purchase();
         let report = top_paths(&worked_example(), &opts);
         let expected: Vec<Row> = vec![
             (vec!["ad", "site", "purchase"], false, 3, Some(3)),
@@ -438,13 +443,7 @@ mod tests {
 
     #[test]
     fn a_set_counted_on_two_threads_adds_up_as_on_one() {
-        let opts = TopPathsOptions {
-            goal: Some("purchase".into()),
-            up_to_goal: true,
-            collapse_repeats: true,
-            max_steps: 3,
-            limit: 3,
-        };
+        let opts = cut_at_purchase();
         let copies = 20_000;
         let report = top_paths(&worked_example().repeated(copies), &opts);
         let expected: Vec<Row> = vec![

@@ -97,8 +97,8 @@ fn main() {
         let started = Instant::now();
         let mut written = 0;
         if kept.is_none() {
-            for first in (0..customers).step_by(CHUNK_CUSTOMERS) {
-                let chunk = generate(first..(first + CHUNK_CUSTOMERS).min(customers));
+            for chunk in customer_chunks(customers) {
+                let chunk = generate(chunk);
                 let pairs: Vec<(&str, &Event)> =
                     chunk.iter().map(|event| (PROJECT, event)).collect();
                 store.insert(&pairs).await.expect("insert");
@@ -138,8 +138,8 @@ fn main() {
             .collect();
 
         let mut book = JourneyBook::new();
-        for first in (0..customers).step_by(CHUNK_CUSTOMERS) {
-            for event in &generate(first..(first + CHUNK_CUSTOMERS).min(customers)) {
+        for chunk in customer_chunks(customers) {
+            for event in &generate(chunk) {
                 book.add(event);
             }
         }
@@ -184,6 +184,14 @@ fn main() {
             .and_then(|response| response.error_for_status())
             .expect("drop the bench database");
     });
+}
+
+/// The customer numbers `0..customers` in rounds of [`CHUNK_CUSTOMERS`], generated and
+/// written one round at a time.
+fn customer_chunks(customers: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..customers)
+        .step_by(CHUNK_CUSTOMERS)
+        .map(move |first| first..(first + CHUNK_CUSTOMERS).min(customers))
 }
 
 /// Runs the store call on the current runtime from synchronous timing code.

@@ -44,6 +44,22 @@ pub struct JourneySet {
     pub properties: Vec<Box<[(Sym, Sym)]>>,
 }
 
+/// Runs `a` on this thread and `b` on another one at the same time; both results. A panic in
+/// either goes on in the caller.
+pub fn on_two_threads<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let other = scope.spawn(b);
+        let mine = a();
+        let theirs = other
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (mine, theirs)
+    })
+}
+
 /// Sets with fewer journeys than twice this are counted on one thread: a second thread costs
 /// more than it saves there.
 const JOURNEYS_PER_THREAD: usize = 50_000;
@@ -63,14 +79,7 @@ impl JourneySet {
             return count(&self.journeys);
         }
         let (first, second) = self.journeys.split_at(self.journeys.len() / 2);
-        let (first, second) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| count(second));
-            let mine = count(first);
-            let theirs = other
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (mine, theirs)
-        });
+        let (first, second) = on_two_threads(|| count(first), || count(second));
         join(first, second)
     }
 

@@ -178,7 +178,6 @@ fn path_hash(truncated: bool, steps: &[Sym]) -> u64 {
 struct PathCounts {
     arena: Vec<Sym>,
     counted: HashTable<Counted>,
-    conversions: usize,
 }
 
 impl PathCounts {
@@ -207,7 +206,6 @@ impl PathCounts {
         };
         counted.customers += tally.customers;
         counted.conversions += tally.conversions;
-        self.conversions += tally.conversions;
     }
 
     /// These counts and `other`'s together.
@@ -253,17 +251,14 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
         }
         counts
     };
-    let PathCounts {
-        arena,
-        counted,
-        conversions,
-    } = set.count_in_halves(count, PathCounts::join);
+    let PathCounts { arena, counted } = set.count_in_halves(count, PathCounts::join);
 
     let with_goal = opts.goal.is_some();
     let rate = |conversions: usize, customers: usize| {
         (with_goal && customers > 0).then(|| conversions as f64 / customers as f64)
     };
     let counted: Vec<Counted> = counted.into_iter().collect();
+    let conversions: usize = counted.iter().map(|path| path.tally.conversions).sum();
     // The report's order, comparing steps by name without spelling every path out: only the
     // shown paths get names, and only they are sorted (most journeys are one of a kind).
     let report_order = |a: &Counted, b: &Counted| {
@@ -313,14 +308,11 @@ pub fn top_paths(set: &JourneySet, opts: &TopPathsOptions) -> TopPathsReport {
             conversion_rate: rate(path.tally.conversions, path.tally.customers),
         })
         .collect();
-    // The other paths are all but the shown ones.
-    let sum = |paths: &[Counted], count: fn(&Tally) -> usize| -> usize {
-        paths.iter().map(|path| count(&path.tally)).sum()
-    };
-    let customers = |tally: &Tally| tally.customers;
-    let converted = |tally: &Tally| tally.conversions;
-    let other_customers = sum(&counted, customers) - sum(&candidates, customers);
-    let other_conversions = sum(&counted, converted) - sum(&candidates, converted);
+    // The other paths are all but the shown ones; every customer has one path.
+    let shown_customers: usize = paths.iter().map(|path| path.customers).sum();
+    let shown_conversions: usize = candidates.iter().map(|path| path.tally.conversions).sum();
+    let other_customers = set.journeys.len() - shown_customers;
+    let other_conversions = conversions - shown_conversions;
     TopPathsReport {
         goal: opts.goal.clone(),
         customers: set.journeys.len(),

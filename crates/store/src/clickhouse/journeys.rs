@@ -11,7 +11,7 @@ use std::time::Instant;
 use hashbrown::hash_map::Entry;
 use hashbrown::{HashMap, HashSet};
 use scribble_domain::event::{naming_order, naming_prefix};
-use scribble_domain::journey::{Journey, JourneySet, Step};
+use scribble_domain::journey::{on_two_threads, Journey, JourneySet, Step};
 use scribble_domain::paths::Breakdown;
 use scribble_domain::stitch::JourneyFilter;
 use scribble_domain::symbols::{Sym, Symbols};
@@ -224,21 +224,6 @@ fn merged<'a>(first: Vec<NamedRow<'a>>, second: Vec<NamedRow<'a>>) -> Vec<NamedR
             None => return rows,
         }
     }
-}
-
-/// Runs `a` on this thread and `b` on another one at the same time; both results.
-fn on_two_threads<A: Send, B: Send>(
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
-    std::thread::scope(|scope| {
-        let other = scope.spawn(b);
-        let mine = a();
-        (
-            mine,
-            other.join().expect("a journey assembly thread panicked"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -197,9 +197,7 @@ impl OverrideRows {
             }
         })
     }
-}
 
-impl OverrideRows {
     /// Rows as `(identity, customer, version)`, as if read.
     #[cfg(test)]
     pub(super) fn from_rows(rows: &[(&str, &str, u64)]) -> Self {
@@ -414,5 +412,13 @@ mod tests {
         let mut stream = RowStream::<OverrideRows>::default();
         stream.read(&response[..response.len() - 1]).unwrap();
         assert!(stream.finish().is_err(), "a version cut short read whole");
+    }
+
+    #[test]
+    fn a_length_longer_than_a_machine_word_is_an_error() {
+        let mut response = vec![0x80; 10];
+        response.push(0);
+        let mut stream = RowStream::<FragmentRows>::default();
+        assert!(stream.read(&response).is_err());
     }
 }
